@@ -1,0 +1,98 @@
+"""The broker's domain values: clients, targets, tenants, keys and tokens.
+
+All are frozen, slotted dataclasses. Instants are timezone-aware UTC `datetime`s named `*_at`; durations are
+`timedelta`s.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from joserfc.jwk import ECKey, RSAKey
+
+PrivateKey = ECKey | RSAKey
+
+
+class Tenancy(enum.Enum):
+    """How HelseID knows the client: one organisation, or a supplier acting for many (Altinn delegation)."""
+
+    SINGLE = "single"
+    MULTI = "multi"
+
+
+class TokenType(enum.Enum):
+    """The `token_type` of an access token; also the scheme of its `Authorization` header."""
+
+    DPOP = "DPoP"
+    BEARER = "Bearer"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A private JWK with the algorithm it signs with, its `kid` and its RFC 7638 thumbprint."""
+
+    jwk: PrivateKey = field(repr=False)
+    alg: str
+    kid: str
+    thumbprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A HelseID client registered in Selvbetjening."""
+
+    name: str
+    client_id: str
+    issuer: str
+    tenancy: Tenancy
+    signing_key: SigningKey
+    dpop_key: SigningKey
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A resource server (API) the broker gets tokens for, such as SFM or PPS."""
+
+    name: str
+    scopes: tuple[str, ...]
+    resource: str | None = None
+    token_type: TokenType = TokenType.DPOP
+    # URL prefixes the broker may mint DPoP proofs for; a proof for any other URL is refused.
+    allowed_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """An organisation the platform acts for, through one of its clients."""
+
+    name: str
+    client: str
+    targets: tuple[str, ...]
+    orgnr_parent: str | None = None
+    orgnr_child: str | None = None
+    sfm_journal_id: str | None = None
+    warm_targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """An access token as the STS issued it, with what the broker learned from the response."""
+
+    value: str = field(repr=False)
+    token_type: TokenType
+    issued_at: datetime
+    expires_at: datetime
+    scopes: tuple[str, ...] = ()
+    rejected_scopes: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ()
+    # RFC 7638 thumbprint of the DPoP key the token is bound to (`cnf.jkt`), None for bearer tokens.
+    jkt: str | None = None
+
+    @property
+    def lifetime(self) -> timedelta:
+        return self.expires_at - self.issued_at
+
+    def remaining(self, now: datetime) -> timedelta:
+        return self.expires_at - now

@@ -1,0 +1,94 @@
+import datetime
+
+from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TokenType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOKEN_TYPE_UNSPECIFIED: _ClassVar[TokenType]
+    TOKEN_TYPE_BEARER: _ClassVar[TokenType]
+    TOKEN_TYPE_DPOP: _ClassVar[TokenType]
+TOKEN_TYPE_UNSPECIFIED: TokenType
+TOKEN_TYPE_BEARER: TokenType
+TOKEN_TYPE_DPOP: TokenType
+
+class AccessToken(_message.Message):
+    __slots__ = ("token", "token_type", "expire_time", "scopes", "audiences", "rejected_scopes", "dpop_jkt")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SCOPES_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCES_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_SCOPES_FIELD_NUMBER: _ClassVar[int]
+    DPOP_JKT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    token_type: TokenType
+    expire_time: _timestamp_pb2.Timestamp
+    scopes: _containers.RepeatedScalarFieldContainer[str]
+    audiences: _containers.RepeatedScalarFieldContainer[str]
+    rejected_scopes: _containers.RepeatedScalarFieldContainer[str]
+    dpop_jkt: str
+    def __init__(self, token: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., scopes: _Optional[_Iterable[str]] = ..., audiences: _Optional[_Iterable[str]] = ..., rejected_scopes: _Optional[_Iterable[str]] = ..., dpop_jkt: _Optional[str] = ...) -> None: ...
+
+class GetTokenRequest(_message.Message):
+    __slots__ = ("tenant", "target", "min_remaining_lifetime")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    MIN_REMAINING_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    target: str
+    min_remaining_lifetime: _duration_pb2.Duration
+    def __init__(self, tenant: _Optional[str] = ..., target: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetTokenResponse(_message.Message):
+    __slots__ = ("access_token",)
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    access_token: AccessToken
+    def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
+
+class AuthorizeRequestRequest(_message.Message):
+    __slots__ = ("tenant", "target", "http_method", "url", "dpop_nonce", "min_remaining_lifetime")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    HTTP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    DPOP_NONCE_FIELD_NUMBER: _ClassVar[int]
+    MIN_REMAINING_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    target: str
+    http_method: str
+    url: str
+    dpop_nonce: str
+    min_remaining_lifetime: _duration_pb2.Duration
+    def __init__(self, tenant: _Optional[str] = ..., target: _Optional[str] = ..., http_method: _Optional[str] = ..., url: _Optional[str] = ..., dpop_nonce: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class AuthorizeRequestResponse(_message.Message):
+    __slots__ = ("authorization", "dpop", "token_type", "expire_time")
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    DPOP_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    authorization: str
+    dpop: str
+    token_type: TokenType
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, authorization: _Optional[str] = ..., dpop: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetBrokerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetBrokerInfoResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
