@@ -7,7 +7,8 @@
     ├── ConfigurationError           the configuration is invalid (field named); stops the start
     ├── ProtocolError                a value from the outside broke a protocol rule (bad token response)
     ├── IdpRejectedError             the STS answered with an OAuth error (oauth_error is data)
-    └── IdpUnavailableError          the STS could not be reached, timed out or answered 5xx (retryable)
+    ├── IdpUnavailableError          the STS could not be reached, timed out or answered 5xx (retryable)
+    └── StoreUnavailableError        Redis failed; the engine treats it as a miss and goes on without it
 
 Every class has a stable UPPER_SNAKE `reason`; `api/status.py` is the one place that turns these into gRPC
 statuses. Messages never contain a token, an assertion, a proof or a key.
@@ -96,3 +97,10 @@ class IdpUnavailableError(BrokerError):
     def __init__(self, message: str, *, issuer: str, retry_after: timedelta = timedelta(seconds=1)) -> None:
         super().__init__(message, issuer=issuer)
         self.retry_after = retry_after
+
+
+class StoreUnavailableError(BrokerError):
+    """The shared store (Redis) could not be reached or failed."""
+
+    reason = "STORE_UNAVAILABLE"
+    retryable = True

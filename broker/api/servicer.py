@@ -1,0 +1,116 @@
+"""The gRPC servicer of broker.v1.TokenBrokerService: proto in, model calls, proto out.
+
+It is the only module that converts between the generated messages and the domain model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import TypeVar
+
+import grpc
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from broker import __version__
+from broker.api import status
+from broker.errors import BrokerError, InvalidRequestError
+from broker.model import AccessToken, TokenType
+from broker.tokens.authorize import RequestAuthorizer
+from broker.tokens.engine import TokenEngine
+from broker.v1 import token_broker_service_pb2 as pb
+from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
+
+T = TypeVar("T")
+
+_TOKEN_TYPES = {TokenType.DPOP: pb.TOKEN_TYPE_DPOP, TokenType.BEARER: pb.TOKEN_TYPE_BEARER}
+_INFO = pb.GetBrokerInfoResponse(version=__version__)
+
+
+class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
+    def __init__(self, engine: TokenEngine) -> None:
+        self._engine = engine
+        self._authorizer = RequestAuthorizer(engine)
+
+    async def GetToken(  # noqa: N802 - the name is the RPC's
+        self, request: pb.GetTokenRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.GetTokenResponse:
+        async def call() -> pb.GetTokenResponse:
+            _require(request.tenant, "tenant")
+            _require(request.target, "target")
+            token = await self._engine.get_token(
+                request.tenant, request.target, _min_remaining(request.min_remaining_lifetime)
+            )
+            return pb.GetTokenResponse(access_token=_access_token(token))
+
+        return await _answer(call, context)
+
+    async def AuthorizeRequest(  # noqa: N802
+        self, request: pb.AuthorizeRequestRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.AuthorizeRequestResponse:
+        async def call() -> pb.AuthorizeRequestResponse:
+            _require(request.tenant, "tenant")
+            _require(request.target, "target")
+            _require(request.http_method, "http_method")
+            _require(request.url, "url")
+            result = await self._authorizer.authorize(
+                request.tenant,
+                request.target,
+                http_method=request.http_method,
+                url=request.url,
+                dpop_nonce=request.dpop_nonce or None,
+                min_remaining=_min_remaining(request.min_remaining_lifetime),
+            )
+            return pb.AuthorizeRequestResponse(
+                authorization=result.authorization,
+                dpop=result.dpop or "",
+                token_type=_TOKEN_TYPES[result.token.token_type],
+                expire_time=_timestamp(result.token),
+            )
+
+        return await _answer(call, context)
+
+    async def GetBrokerInfo(  # noqa: N802
+        self, request: pb.GetBrokerInfoRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.GetBrokerInfoResponse:
+        return _INFO
+
+
+async def _answer(call: Callable[[], Awaitable[T]], context: grpc.aio.ServicerContext[object, object]) -> T:
+    try:
+        return await call()
+    except BrokerError as exc:
+        rich = status.to_status(exc)
+    except Exception as exc:  # noqa: BLE001 - every other fault becomes INTERNAL with an incident id
+        rich = status.internal_status(exc)
+    await context.abort(rich.code, rich.details, rich.trailing_metadata)
+    raise AssertionError("unreachable: abort raises")
+
+
+def _require(value: str, field: str) -> None:
+    if not value:
+        raise InvalidRequestError(field, "is required")
+
+
+def _min_remaining(duration: duration_pb2.Duration) -> timedelta:
+    if duration.seconds < 0 or duration.nanos < 0:
+        raise InvalidRequestError("min_remaining_lifetime", "must not be negative")
+    return timedelta(seconds=duration.seconds, microseconds=duration.nanos // 1000)
+
+
+def _timestamp(token: AccessToken) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(token.expires_at)
+    return stamp
+
+
+def _access_token(token: AccessToken) -> pb.AccessToken:
+    return pb.AccessToken(
+        token=token.value,
+        token_type=_TOKEN_TYPES[token.token_type],
+        expire_time=_timestamp(token),
+        scopes=token.scopes,
+        audiences=token.audience,
+        rejected_scopes=token.rejected_scopes,
+        dpop_jkt=token.jkt or "",
+    )

@@ -1,0 +1,81 @@
+"""The one place where broker errors become gRPC statuses (AIP-193).
+
+Every status carries an `ErrorInfo` (domain `broker.helseid`, a stable UPPER_SNAKE reason, lowerCamel
+metadata with every value the message names); INVALID_ARGUMENT adds a `BadRequest`, UNAVAILABLE a `RetryInfo`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from broker.errors import (
+    BrokerError,
+    ConfigurationError,
+    IdpRejectedError,
+    IdpUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+
+DOMAIN = "broker.helseid"
+_log = logging.getLogger(__name__)
+
+_CODES: tuple[tuple[type[BrokerError], grpc.StatusCode], ...] = (
+    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFoundError, grpc.StatusCode.NOT_FOUND),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    # The caller asked for something valid; the broker's registration or configuration is what is wrong.
+    (IdpRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (ConfigurationError, grpc.StatusCode.FAILED_PRECONDITION),
+    (IdpUnavailableError, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_code(error: BrokerError) -> grpc.StatusCode:
+    for kind, code in _CODES:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.UNAVAILABLE if error.retryable else grpc.StatusCode.INTERNAL
+
+
+def to_status(error: BrokerError) -> grpc.Status:
+    code = status_code(error)
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata))]
+    if isinstance(error, InvalidRequestError):
+        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+    if isinstance(error, IdpUnavailableError):
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after))))
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
+    return rpc_status.to_status(status)
+
+
+def internal_status(exc: BaseException) -> grpc.Status:
+    """An unexpected exception: logged with an incident id the caller also gets, without its text."""
+    incident = uuid.uuid4().hex
+    _log.error("unexpected error, incident %s", incident, exc_info=exc)
+    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN, metadata={"incident": incident})
+    status = status_pb2.Status(
+        code=code_pb2.INTERNAL, message=f"internal error (incident {incident})", details=[_pack(info)]
+    )
+    return rpc_status.to_status(status)
+
+
+def _pack(message: object) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)  # type: ignore[arg-type]
+    return packed
+
+
+def _duration(delta: timedelta) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(delta)
+    return duration

@@ -1,0 +1,361 @@
+"""The broker's configuration: one TOML file, read once, validated whole before anything starts.
+
+Errors name the dotted path of the offending field (`tenants.oslo.orgnr_parent: ...`). Secrets are
+references (`{ file = "..." }` or `{ env = "..." }`), never values in the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from broker.errors import ConfigurationError, InvalidRequestError
+from broker.model import Client, SigningKey, Target, Tenancy, Tenant, TokenType
+from broker.protocol import helseid, keys
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+_E = TypeVar("_E", Tenancy, TokenType)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    listen: str = DEFAULT_LISTEN
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    kind: str = "memory"
+    url: str | None = None
+    # AES-256-GCM key for values at rest in Redis; required with kind = "redis".
+    encryption_key: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    # A token is never served later than its expiry minus this skew.
+    expiry_skew: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class StsSettings:
+    connect_timeout: timedelta = timedelta(seconds=3)
+    request_timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    clients: Mapping[str, Client]
+    targets: Mapping[str, Target]
+    tenants: Mapping[str, Tenant]
+    server: ServerSettings = ServerSettings()
+    store: StoreSettings = StoreSettings()
+    cache: CacheSettings = CacheSettings()
+    sts: StsSettings = StsSettings()
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> BrokerConfig:
+    """Reads and validates a configuration file; raises ConfigurationError naming the field."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(str(path), f"cannot read the configuration file ({exc.strerror})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(str(path), f"not valid TOML: {exc}") from exc
+    return parse_config(raw, base_dir=path.parent, environ=os.environ if environ is None else environ)
+
+
+def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str]) -> BrokerConfig:
+    _only_keys(raw, "", {"authority", "server", "store", "cache", "sts", "clients", "targets", "tenants"})
+    reader = _SecretReader(base_dir, environ)
+    default_issuer = _parse_authority(_table(raw, "authority", required=False))
+    clients = {
+        name: _parse_client(f"clients.{name}", _as_table(value, f"clients.{name}"), name, default_issuer, reader)
+        for name, value in _table(raw, "clients").items()
+    }
+    targets = {
+        name: _parse_target(f"targets.{name}", _as_table(value, f"targets.{name}"), name)
+        for name, value in _table(raw, "targets").items()
+    }
+    tenants = {
+        name: _parse_tenant(f"tenants.{name}", _as_table(value, f"tenants.{name}"), name, clients, targets)
+        for name, value in _table(raw, "tenants").items()
+    }
+    return BrokerConfig(
+        clients=clients,
+        targets=targets,
+        tenants=tenants,
+        server=_parse_server(_table(raw, "server", required=False)),
+        store=_parse_store(_table(raw, "store", required=False), reader),
+        cache=_parse_cache(_table(raw, "cache", required=False)),
+        sts=_parse_sts(_table(raw, "sts", required=False)),
+    )
+
+
+# --- sections -------------------------------------------------------------------------------------------
+
+
+def _parse_authority(table: Mapping[str, Any]) -> str | None:
+    _only_keys(table, "authority", {"issuer"})
+    if "issuer" not in table:
+        return None
+    return _issuer(table["issuer"], "authority.issuer")
+
+
+def _parse_client(
+    path: str, table: Mapping[str, Any], name: str, default_issuer: str | None, reader: _SecretReader
+) -> Client:
+    _only_keys(table, path, {"client_id", "issuer", "tenancy", "signing_key", "dpop_key"})
+    issuer = table.get("issuer", default_issuer)
+    if issuer is None:
+        raise ConfigurationError(f"{path}.issuer", "missing, and no [authority] issuer to fall back on")
+    signing_key = reader.signing_key(table, f"{path}.signing_key", required=True)
+    # HelseID accepts the client's own key for DPoP proofs; a separate DPoP key limits what a leak exposes.
+    dpop_key = reader.signing_key(table, f"{path}.dpop_key", required=False) or signing_key
+    return Client(
+        name=name,
+        client_id=_string(table, "client_id", path),
+        issuer=_issuer(issuer, f"{path}.issuer"),
+        tenancy=_enum(Tenancy, table.get("tenancy", "single"), f"{path}.tenancy"),
+        signing_key=signing_key,
+        dpop_key=dpop_key,
+    )
+
+
+def _parse_target(path: str, table: Mapping[str, Any], name: str) -> Target:
+    _only_keys(table, path, {"scopes", "resource", "token_type", "allowed_urls"})
+    scopes = _strings(table, "scopes", path, required=True)
+    if not scopes:
+        raise ConfigurationError(f"{path}.scopes", "needs at least one scope")
+    token_type = _enum(TokenType, _token_type_name(table.get("token_type", "dpop")), f"{path}.token_type")
+    allowed_urls = _strings(table, "allowed_urls", path)
+    for index, url in enumerate(allowed_urls):
+        _absolute_url(url, f"{path}.allowed_urls[{index}]")
+    resource = table.get("resource")
+    if resource is not None and (not isinstance(resource, str) or not resource):
+        raise ConfigurationError(f"{path}.resource", "must be a non-empty string")
+    return Target(name=name, scopes=scopes, resource=resource, token_type=token_type, allowed_urls=allowed_urls)
+
+
+def _parse_tenant(
+    path: str, table: Mapping[str, Any], name: str, clients: Mapping[str, Client], targets: Mapping[str, Target]
+) -> Tenant:
+    _only_keys(table, path, {"client", "targets", "warm", "orgnr_parent", "orgnr_child", "sfm_journal_id"})
+    client_name = _string(table, "client", path)
+    client = clients.get(client_name)
+    if client is None:
+        raise ConfigurationError(f"{path}.client", f"no client named {client_name!r} in [clients]")
+    tenant_targets = _strings(table, "targets", path, required=True)
+    for index, target in enumerate(tenant_targets):
+        if target not in targets:
+            raise ConfigurationError(f"{path}.targets[{index}]", f"no target named {target!r} in [targets]")
+    warm = _strings(table, "warm", path)
+    for index, target in enumerate(warm):
+        if target not in tenant_targets:
+            raise ConfigurationError(f"{path}.warm[{index}]", f"{target!r} is not among the tenant's targets")
+    parent = _checked(table, "orgnr_parent", path, helseid.validate_orgnr)
+    child = _checked(table, "orgnr_child", path, helseid.validate_orgnr)
+    journal_id = _checked(table, "sfm_journal_id", path, helseid.validate_journal_id)
+    if client.tenancy is Tenancy.MULTI and parent is None:
+        raise ConfigurationError(f"{path}.orgnr_parent", "a tenant of a multi-tenant client needs its parent org")
+    if client.tenancy is Tenancy.SINGLE and parent is not None:
+        raise ConfigurationError(
+            f"{path}.orgnr_parent", "HelseID sets the parent of a single-tenant client itself; remove it"
+        )
+    return Tenant(
+        name=name,
+        client=client_name,
+        targets=tenant_targets,
+        orgnr_parent=parent,
+        orgnr_child=child,
+        sfm_journal_id=journal_id,
+        warm_targets=warm,
+    )
+
+
+def _parse_server(table: Mapping[str, Any]) -> ServerSettings:
+    _only_keys(table, "server", {"listen", "workers"})
+    listen = table.get("listen", DEFAULT_LISTEN)
+    if not isinstance(listen, str) or ":" not in listen:
+        raise ConfigurationError("server.listen", "must be 'host:port'")
+    workers = table.get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
+        raise ConfigurationError("server.workers", "must be a whole number from 1 to 64")
+    return ServerSettings(listen=listen, workers=workers)
+
+
+def _parse_store(table: Mapping[str, Any], reader: _SecretReader) -> StoreSettings:
+    _only_keys(table, "store", {"kind", "url", "encryption_key"})
+    kind = table.get("kind", "memory")
+    if kind == "memory":
+        return StoreSettings()
+    if kind != "redis":
+        raise ConfigurationError("store.kind", f"must be 'memory' or 'redis', not {kind!r}")
+    url = _string(table, "url", "store")
+    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigurationError("store.url", "must be a redis://, rediss:// or unix:// URL")
+    secret = reader.secret(table.get("encryption_key"), "store.encryption_key", required=True)
+    try:
+        key = base64.b64decode(secret.strip(), validate=True)
+    except ValueError as exc:
+        raise ConfigurationError("store.encryption_key", "must be base64 of 32 random bytes") from exc
+    if len(key) != 32:
+        raise ConfigurationError("store.encryption_key", "must be base64 of exactly 32 bytes (AES-256)")
+    return StoreSettings(kind="redis", url=url, encryption_key=key)
+
+
+def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
+    _only_keys(table, "cache", {"expiry_skew_s"})
+    return CacheSettings(expiry_skew=_seconds(table, "expiry_skew_s", "cache", CacheSettings.expiry_skew))
+
+
+def _parse_sts(table: Mapping[str, Any]) -> StsSettings:
+    _only_keys(table, "sts", {"connect_timeout_s", "request_timeout_s"})
+    return StsSettings(
+        connect_timeout=_seconds(table, "connect_timeout_s", "sts", StsSettings.connect_timeout),
+        request_timeout=_seconds(table, "request_timeout_s", "sts", StsSettings.request_timeout),
+    )
+
+
+# --- secrets --------------------------------------------------------------------------------------------
+
+
+class _SecretReader:
+    """Resolves `{ file = ... }` / `{ env = ... }` references; never puts a secret into an error message."""
+
+    def __init__(self, base_dir: Path, environ: Mapping[str, str]) -> None:
+        self._base_dir = base_dir
+        self._environ = environ
+
+    def secret(self, ref: Any, path: str, *, required: bool) -> str:
+        if ref is None and not required:
+            return ""
+        if not isinstance(ref, Mapping) or len(ref) != 1 or not ({"file", "env"} >= set(ref)):
+            raise ConfigurationError(path, "must be a reference: { file = \"path\" } or { env = \"NAME\" }")
+        if "env" in ref:
+            value = self._environ.get(str(ref["env"]))
+            if not value:
+                raise ConfigurationError(path, f"environment variable {ref['env']!r} is not set")
+            return value
+        file = Path(str(ref["file"]))
+        file = file if file.is_absolute() else self._base_dir / file
+        try:
+            return file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(path, f"cannot read {file} ({exc.strerror})") from exc
+
+    def signing_key(self, table: Mapping[str, Any], path: str, *, required: bool) -> SigningKey | None:
+        key_name = path.rsplit(".", 1)[1]
+        if key_name not in table and not required:
+            return None
+        text = self.secret(table.get(key_name), path, required=True)
+        try:
+            jwk = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(path, "is not a JSON Web Key (not valid JSON)") from exc
+        if not isinstance(jwk, dict):
+            raise ConfigurationError(path, "is not a JSON Web Key (not a JSON object)")
+        try:
+            return keys.load_signing_key(jwk)
+        except ValueError as exc:
+            raise ConfigurationError(path, str(exc)) from exc
+
+
+# --- typed readers --------------------------------------------------------------------------------------
+
+
+def _table(raw: Mapping[str, Any], name: str, *, required: bool = True) -> Mapping[str, Any]:
+    if name not in raw:
+        if required:
+            raise ConfigurationError(name, "missing section")
+        return {}
+    return _as_table(raw[name], name)
+
+
+def _as_table(value: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(path, "must be a table")
+    return value
+
+
+def _only_keys(table: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        prefix = f"{path}." if path else ""
+        raise ConfigurationError(f"{prefix}{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _string(table: Mapping[str, Any], name: str, path: str) -> str:
+    value = table.get(name)
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{path}.{name}", "missing, or not a non-empty string")
+    return value
+
+
+def _strings(table: Mapping[str, Any], name: str, path: str, *, required: bool = False) -> tuple[str, ...]:
+    if name not in table:
+        if required:
+            raise ConfigurationError(f"{path}.{name}", "missing")
+        return ()
+    value = table[name]
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise ConfigurationError(f"{path}.{name}", "must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _seconds(table: Mapping[str, Any], name: str, path: str, default: timedelta) -> timedelta:
+    value = table.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        raise ConfigurationError(f"{path}.{name}", "must be a number of seconds, zero or more")
+    return timedelta(seconds=value)
+
+
+def _checked(table: Mapping[str, Any], name: str, path: str, check: Callable[[str, str], str]) -> str | None:
+    if name not in table:
+        return None
+    value = table[name]
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{path}.{name}", "must be a string")
+    try:
+        return check(value, f"{path}.{name}")
+    except InvalidRequestError as exc:
+        raise ConfigurationError(exc.field, exc.description) from exc
+
+
+def _enum(kind: type[_E], value: Any, path: str) -> _E:
+    for member in kind:
+        if member.value == value:
+            return member
+    allowed = ", ".join(repr(member.value) for member in kind)
+    raise ConfigurationError(path, f"must be one of {allowed}, not {value!r}")
+
+
+def _token_type_name(value: Any) -> Any:
+    return {"dpop": "DPoP", "bearer": "Bearer"}.get(value, value) if isinstance(value, str) else value
+
+
+def _issuer(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(path, "must be a URL string")
+    _absolute_url(value, path)
+    # HelseID's discovery gives the issuer without a trailing slash; the assertion's aud must match exactly.
+    return value.rstrip("/")
+
+
+def _absolute_url(value: str, path: str) -> None:
+    parts = urlsplit(value)
+    loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ConfigurationError(path, "must be an https URL (http only on loopback)")
+    if not parts.hostname:
+        raise ConfigurationError(path, "must be an absolute URL")

@@ -1,0 +1,40 @@
+"""Drives the pure protocol flows over HTTP; the one place where httpx errors become broker errors."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TypeVar
+
+import httpx
+
+from broker.errors import IdpUnavailableError
+from broker.protocol.http import HTTPRequest, HTTPResponse
+
+T = TypeVar("T")
+
+
+async def send(http: httpx.AsyncClient, request: HTTPRequest, *, issuer: str) -> HTTPResponse:
+    """Sends one request; network faults and timeouts raise IdpUnavailableError naming the issuer."""
+    try:
+        response = await http.request(
+            request.method, request.url, headers=dict(request.headers), data=dict(request.form) or None
+        )
+    except httpx.TimeoutException as exc:
+        raise IdpUnavailableError(f"the STS did not answer in time ({type(exc).__name__})", issuer=issuer) from exc
+    except httpx.HTTPError as exc:
+        raise IdpUnavailableError(f"the STS could not be reached ({type(exc).__name__})", issuer=issuer) from exc
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return HTTPResponse(status=response.status_code, headers=headers, body=response.content)
+
+
+async def drive(http: httpx.AsyncClient, flow: Generator[HTTPRequest, HTTPResponse, T], *, issuer: str) -> T:
+    """Runs a flow to its end: each request it yields is sent, and the response is sent back into it."""
+    request = next(flow)
+    try:
+        while True:
+            response = await send(http, request, issuer=issuer)
+            request = flow.send(response)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    finally:
+        flow.close()

@@ -1,0 +1,90 @@
+"""Resolves a caller's (tenant, target) into everything a token depends on, once, at start.
+
+The cache key covers everything that changes the token: tenant, client (id and issuer), signing `kid`, DPoP
+key thumbprint, target (resource, scopes, token type) and the canonical `assertion_details`. Anchors that
+keyed on less served one tenant's token to another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.errors import NotFoundError, PermissionDeniedError
+from broker.model import Client, Target, Tenant
+from broker.protocol import helseid
+
+KEY_VERSION = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One servable (tenant, target) pair and the key its tokens are cached under."""
+
+    tenant: Tenant
+    target: Target
+    client: Client
+    details: tuple[dict[str, Any], ...] = field(repr=False)
+    cache_key: str
+
+
+class RouteTable:
+    """All routes of a configuration; `resolve` is a dict lookup on the hot path."""
+
+    def __init__(
+        self, clients: Mapping[str, Client], targets: Mapping[str, Target], tenants: Mapping[str, Tenant]
+    ) -> None:
+        self._targets = dict(targets)
+        self._tenants = dict(tenants)
+        self._routes: dict[tuple[str, str], Route] = {}
+        for tenant in tenants.values():
+            for target_name in tenant.targets:
+                route = build_route(tenant, targets[target_name], clients[tenant.client])
+                self._routes[(tenant.name, target_name)] = route
+
+    def resolve(self, tenant: str, target: str) -> Route:
+        route = self._routes.get((tenant, target))
+        if route is not None:
+            return route
+        if tenant not in self._tenants:
+            raise NotFoundError(f"no tenant named {tenant!r}", reason="TENANT_NOT_FOUND", tenant=tenant)
+        if target not in self._targets:
+            raise NotFoundError(f"no target named {target!r}", reason="TARGET_NOT_FOUND", target=target)
+        raise PermissionDeniedError(
+            f"tenant {tenant!r} may not use target {target!r}",
+            reason="TARGET_NOT_ALLOWED",
+            tenant=tenant,
+            target=target,
+        )
+
+    def routes(self) -> list[Route]:
+        return list(self._routes.values())
+
+
+def build_route(tenant: Tenant, target: Target, client: Client) -> Route:
+    details = helseid.build_assertion_details(
+        client.tenancy,
+        orgnr_parent=tenant.orgnr_parent,
+        orgnr_child=tenant.orgnr_child,
+        sfm_journal_id=tenant.sfm_journal_id,
+    )
+    return Route(tenant, target, client, details, cache_key(tenant, target, client, details))
+
+
+def cache_key(tenant: Tenant, target: Target, client: Client, details: tuple[dict[str, Any], ...]) -> str:
+    material = {
+        "tenant": tenant.name,
+        "issuer": client.issuer,
+        "client_id": client.client_id,
+        "kid": client.signing_key.kid,
+        "jkt": client.dpop_key.thumbprint,
+        "resource": target.resource,
+        "scopes": sorted(target.scopes),
+        "token_type": target.token_type.value,
+        "details": helseid.canonical_details_hash(details),
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return f"{KEY_VERSION}:{tenant.name}:{target.name}:{digest[:32]}"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Lints protos/ with buf at STANDARD, with no ignores (config: protos/buf.yaml); exits non-zero on any
+# finding. Installs the pinned buf from scripts/buf/package-lock.json on first use (npm ci; cached in
+# scripts/buf/node_modules). google/api/*.proto come from the installed googleapis-common-protos Python
+# package and are copied into protos/.deps/googleapis for the run: buf compiles against them as a second
+# module of the workspace but does not lint them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools=scripts/buf
+stamp=$tools/node_modules/.installed-lock.json
+if ! cmp -s "$tools/package-lock.json" "$stamp"; then
+  (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
+  cp "$tools/package-lock.json" "$stamp"
+fi
+buf=$PWD/$tools/node_modules/.bin/buf
+
+# One run at a time per machine: runs share protos/.deps.
+exec 9>"${TMPDIR:-/tmp}/helseid-broker-lint-protos.lock"
+flock 9
+
+deps=$PWD/protos/.deps
+trap 'rm -rf "$deps"' EXIT
+rm -rf "$deps"
+python - "$deps/googleapis" <<'PY'
+"""Copies every .proto file that the googleapis-common-protos distribution ships into argv[1]."""
+import importlib.metadata
+import shutil
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+dist = importlib.metadata.distribution("googleapis-common-protos")
+protos = [f for f in dist.files or [] if f.suffix == ".proto"]
+if not protos:
+    sys.exit("googleapis-common-protos ships no .proto files; is it installed?")
+for f in protos:
+    target = out / f
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(f.locate(), target)
+PY
+
+cd protos
+"$buf" --version >/dev/null
+"$buf" lint --error-format=text --exclude-path .deps/googleapis/google
+echo "buf lint: protos/ passes STANDARD"
