@@ -1,0 +1,195 @@
+"""The clients the dev authority knows: what Selvbetjening and Altinn know about a client in HelseID."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from joserfc.jwk import Key
+
+from .algorithms import import_public_jwk
+
+Tenancy = Literal["single", "multi"]
+
+_ORGNR = re.compile(r"[0-9]{9}")  # not \d, which also matches non-ASCII digits
+
+
+def is_orgnr(value: object) -> bool:
+    """Norwegian organisation numbers are exactly nine digits (HelseID's HID-1004 rule)."""
+    return isinstance(value, str) and _ORGNR.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisteredClient:
+    """One client as registered in the dev authority.
+
+    ``organization_number`` is the client's own org: the parent org of a single-tenant client, the
+    supplier org of a multi-tenant one. ``child_organizations`` is the single-tenant child whitelist.
+    ``delegations`` stands in for Altinn: the parent orgs that delegated to a multi-tenant client
+    (``None`` accepts any parent, as a test environment with synthetic orgs effectively does).
+    ``not_signed`` maps a parent org to the scopes whose terms it has not signed; those scopes are
+    dropped and reported in ``rejected_scope``. ``allowed_resources`` defaults to the audiences of
+    ``allowed_scopes``. Sequences may be given as lists; they are stored as tuples.
+    """
+
+    client_id: str
+    jwks: Mapping[str, Any]
+    tenancy: Tenancy
+    organization_number: str
+    allowed_scopes: Sequence[str] = ()
+    child_organizations: Sequence[str] = ()
+    delegations: Sequence[str] | None = None
+    not_signed: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    allowed_resources: Sequence[str] | None = None
+    sfm_id: str | None = None
+    require_dpop: bool = True
+    grant_types: Sequence[str] = ("client_credentials",)
+    _keys: Mapping[str, Key] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Fail at registration, naming the field, rather than with a puzzling token error later.
+        if not isinstance(self.client_id, str) or not self.client_id:
+            raise ValueError("client_id must be a non-empty string")
+        where = f"client {self.client_id!r}"
+        if self.tenancy not in ("single", "multi"):
+            raise ValueError(f"{where}: tenancy must be 'single' or 'multi'")
+        if not is_orgnr(self.organization_number):
+            raise ValueError(f"{where}: organization_number must be 9 digits")
+        freeze = self._freeze
+        freeze("allowed_scopes", _strings(self.allowed_scopes, f"{where}: allowed_scopes"))
+        freeze("child_organizations", _orgnrs(self.child_organizations, f"{where}: child_organizations"))
+        if self.delegations is not None:
+            freeze("delegations", _orgnrs(self.delegations, f"{where}: delegations"))
+        if self.allowed_resources is not None:
+            freeze("allowed_resources", _strings(self.allowed_resources, f"{where}: allowed_resources"))
+        freeze("grant_types", _strings(self.grant_types, f"{where}: grant_types"))
+        if not isinstance(self.not_signed, Mapping):
+            raise ValueError(f"{where}: not_signed must map parent org numbers to scope lists")
+        not_signed: dict[str, tuple[str, ...]] = {}
+        for orgnr, scopes in self.not_signed.items():
+            if not is_orgnr(orgnr):
+                raise ValueError(f"{where}: not_signed keys must be 9-digit org numbers")
+            not_signed[orgnr] = _strings(scopes, f"{where}: not_signed[{orgnr}]")
+        freeze("not_signed", not_signed)
+        if self.sfm_id is not None and (not isinstance(self.sfm_id, str) or not self.sfm_id):
+            raise ValueError(f"{where}: sfm_id must be a non-empty string")
+        if not isinstance(self.require_dpop, bool):
+            raise ValueError(f"{where}: require_dpop must be true or false")
+        freeze("_keys", _import_jwks(self.jwks, where))
+
+    def _freeze(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+    def verification_key(self, kid: str) -> Key | None:
+        """The registered public key with this ``kid``, if any."""
+        return self._keys.get(kid)
+
+    @property
+    def resources(self) -> tuple[str, ...]:
+        """The resources (audiences) the client may ask for with ``resource``."""
+        if self.allowed_resources is not None:
+            return tuple(self.allowed_resources)
+        return tuple(dict.fromkeys(a for a in map(audience_of_scope, self.allowed_scopes) if a))
+
+    @classmethod
+    def from_json(cls, data: Any) -> RegisteredClient:
+        """Build a client from its JSON form (the same field names); unknown fields are an error."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a client must be a JSON object")
+        known = {f.name for f in fields(cls) if f.init}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"client {data.get('client_id')!r}: unknown fields {unknown}")
+        return cls(**data)
+
+
+def audience_of_scope(scope: str) -> str | None:
+    """The API a scope belongs to, as HelseID derives ``aud``: the part before the first ``/``.
+
+    ``helseid://`` scopes describe the client or the user, not an API, so they give no audience;
+    neither does a scope without a ``/``.
+    """
+    if scope.startswith("helseid://") or "/" not in scope:
+        return None
+    return scope.split("/", 1)[0]
+
+
+def load_clients(path: str | Path) -> list[RegisteredClient]:
+    """Read clients from a JSON file: a list of clients, or ``{"clients": [...]}``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return clients_from_json(data)
+
+
+def clients_from_json(data: Any) -> list[RegisteredClient]:
+    """Parse the JSON form of one client list (see :func:`load_clients`)."""
+    if isinstance(data, Mapping) and "clients" in data:
+        data = data["clients"]
+    if not isinstance(data, list):
+        raise ValueError('the client file must hold a list of clients or {"clients": [...]}')
+    clients = [RegisteredClient.from_json(item) for item in data]
+    ids = [c.client_id for c in clients]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"client ids registered twice: {duplicates}")
+    return clients
+
+
+class ClientRegistry:
+    """The live set of clients. Registering a known client_id replaces it (as a key rotation would)."""
+
+    def __init__(self, clients: Sequence[RegisteredClient] = ()) -> None:
+        self._clients: dict[str, RegisteredClient] = {}
+        for client in clients:
+            self.register(client)
+
+    def register(self, client: RegisteredClient) -> None:
+        if not isinstance(client, RegisteredClient):
+            raise TypeError("register() takes a RegisteredClient")
+        self._clients[client.client_id] = client
+
+    def get(self, client_id: str) -> RegisteredClient | None:
+        return self._clients.get(client_id)
+
+    def __iter__(self) -> Iterator[RegisteredClient]:
+        return iter(list(self._clients.values()))
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+def _strings(values: object, where: str) -> tuple[str, ...]:
+    # A bare string is a sequence too; accepting it would register each character as a scope.
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise ValueError(f"{where} must be a list of strings")
+    if not all(isinstance(v, str) and v for v in values):
+        raise ValueError(f"{where} must be a list of non-empty strings")
+    return tuple(cast("Sequence[str]", values))
+
+
+def _orgnrs(values: object, where: str) -> tuple[str, ...]:
+    result = _strings(values, where)
+    if not all(is_orgnr(v) for v in result):
+        raise ValueError(f"{where} must hold 9-digit org numbers")
+    return result
+
+
+def _import_jwks(jwks: object, where: str) -> dict[str, Key]:
+    if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ValueError(f'{where}: jwks must be {{"keys": [public JWKs]}} with at least one key')
+    keys: dict[str, Key] = {}
+    for index, data in enumerate(jwks["keys"]):
+        kid = data.get("kid") if isinstance(data, Mapping) else None
+        # HelseID picks the verification key by the assertion's kid, so every key needs one.
+        if not isinstance(kid, str) or not kid:
+            raise ValueError(f"{where}: jwks key #{index} has no kid")
+        if kid in keys:
+            raise ValueError(f"{where}: jwks kid {kid!r} appears twice")
+        try:
+            keys[kid] = import_public_jwk(data)
+        except ValueError as exc:
+            raise ValueError(f"{where}: jwks key {kid!r}: {exc}") from exc
+    return keys
