@@ -18,8 +18,8 @@ from broker.config import BrokerConfig, load_config
 from broker.idp.sts import StsClient
 from broker.store.redis import RedisTokenStore
 from broker.tokens.engine import TokenEngine
-from broker.tokens.routes import RouteTable
 from broker.tokens.ports import TokenStore
+from broker.tokens.routes import RouteTable
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ def build_engine(config: BrokerConfig) -> TokenEngine:
     http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
     store: TokenStore | None = None
     if config.store.kind == "redis":
-        assert config.store.url is not None and config.store.encryption_key is not None
+        assert config.store.url is not None
+        assert config.store.encryption_key is not None
         store = RedisTokenStore.from_url(config.store.url, config.store.encryption_key)
     routes = RouteTable(config.clients, config.targets, config.tenants)
     return TokenEngine(
@@ -77,7 +78,7 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def run_workers(config_path: Path, config: BrokerConfig, listen: str) -> None:
-    """Runs `workers` processes that share the port (SO_REUSEPORT): a Python gRPC server uses one core each."""
+    """Runs `workers` processes sharing the port (SO_REUSEPORT): a Python gRPC server uses one core."""
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker, args=(str(config_path), listen), name=f"broker-worker-{index}")
@@ -99,7 +100,9 @@ def run_workers(config_path: Path, config: BrokerConfig, listen: str) -> None:
 
 
 def _worker(config_path: str, listen: str) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(name)s %(message)s"
+    )
     config = load_config(Path(config_path))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(config, listen=listen, reuse_port=True))

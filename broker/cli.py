@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from broker import __version__
-from broker.api.client import CallFailure, authorize_request_json, get_token_json
+from broker.api.client import CallFailedError, authorize_request_json, get_token_json
 from broker.app import run_workers, serve
 from broker.config import DEFAULT_LISTEN, load_config
 from broker.errors import ConfigurationError
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"configuration error: {exc.message}", file=sys.stderr)
         return 2
-    except CallFailure as exc:
+    except CallFailedError as exc:
         reason = f" [{exc.reason}]" if exc.reason else ""
         print(f"{exc.code}{reason}: {exc.message}", file=sys.stderr)
         return 1
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     if args.config is None:
-        from broker.demo import run_demo  # the dev authority is only loaded when it is used
+        from broker.demo import run_demo  # noqa: PLC0415 - the dev authority loads only when used
 
         asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN))
         return 0
@@ -89,7 +89,9 @@ def _print_ready(listen: str, port: int) -> None:
 def _token(args: argparse.Namespace) -> int:
     if args.url:
         text = asyncio.run(
-            authorize_request_json(args.address, args.tenant, args.target, http_method=args.method, url=args.url)
+            authorize_request_json(
+                args.address, args.tenant, args.target, http_method=args.method, url=args.url
+            )
         )
     else:
         text = asyncio.run(get_token_json(args.address, args.tenant, args.target))
@@ -105,7 +107,10 @@ def _keygen(args: argparse.Namespace) -> int:
     descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(keys.private_jwk(key), handle)
-    print(f"private key written to {args.out}; register this public JWK in HelseID Selvbetjening:", file=sys.stderr)
+    print(
+        f"private key written to {args.out}; register this public JWK in HelseID Selvbetjening:",
+        file=sys.stderr,
+    )
     print(json.dumps(keys.public_jwk(key), indent=2))
     return 0
 

@@ -39,16 +39,21 @@ class StoreSettings:
     encryption_key: bytes | None = field(default=None, repr=False)
 
 
+DEFAULT_EXPIRY_SKEW = timedelta(seconds=30)
+DEFAULT_CONNECT_TIMEOUT = timedelta(seconds=3)
+DEFAULT_REQUEST_TIMEOUT = timedelta(seconds=10)
+
+
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     # A token is never served later than its expiry minus this skew.
-    expiry_skew: timedelta = timedelta(seconds=30)
+    expiry_skew: timedelta = DEFAULT_EXPIRY_SKEW
 
 
 @dataclass(frozen=True, slots=True)
 class StsSettings:
-    connect_timeout: timedelta = timedelta(seconds=3)
-    request_timeout: timedelta = timedelta(seconds=10)
+    connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT
+    request_timeout: timedelta = DEFAULT_REQUEST_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,9 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
     reader = _SecretReader(base_dir, environ)
     default_issuer = _parse_authority(_table(raw, "authority", required=False))
     clients = {
-        name: _parse_client(f"clients.{name}", _as_table(value, f"clients.{name}"), name, default_issuer, reader)
+        name: _parse_client(
+            f"clients.{name}", _as_table(value, f"clients.{name}"), name, default_issuer, reader
+        )
         for name, value in _table(raw, "clients").items()
     }
     targets = {
@@ -117,9 +124,9 @@ def _parse_client(
     issuer = table.get("issuer", default_issuer)
     if issuer is None:
         raise ConfigurationError(f"{path}.issuer", "missing, and no [authority] issuer to fall back on")
-    signing_key = reader.signing_key(table, f"{path}.signing_key", required=True)
+    signing_key = reader.signing_key(table, f"{path}.signing_key")
     # HelseID accepts the client's own key for DPoP proofs; a separate DPoP key limits what a leak exposes.
-    dpop_key = reader.signing_key(table, f"{path}.dpop_key", required=False) or signing_key
+    dpop_key = reader.signing_key(table, f"{path}.dpop_key") if "dpop_key" in table else signing_key
     return Client(
         name=name,
         client_id=_string(table, "client_id", path),
@@ -142,11 +149,17 @@ def _parse_target(path: str, table: Mapping[str, Any], name: str) -> Target:
     resource = table.get("resource")
     if resource is not None and (not isinstance(resource, str) or not resource):
         raise ConfigurationError(f"{path}.resource", "must be a non-empty string")
-    return Target(name=name, scopes=scopes, resource=resource, token_type=token_type, allowed_urls=allowed_urls)
+    return Target(
+        name=name, scopes=scopes, resource=resource, token_type=token_type, allowed_urls=allowed_urls
+    )
 
 
 def _parse_tenant(
-    path: str, table: Mapping[str, Any], name: str, clients: Mapping[str, Client], targets: Mapping[str, Target]
+    path: str,
+    table: Mapping[str, Any],
+    name: str,
+    clients: Mapping[str, Client],
+    targets: Mapping[str, Target],
 ) -> Tenant:
     _only_keys(table, path, {"client", "targets", "warm", "orgnr_parent", "orgnr_child", "sfm_journal_id"})
     client_name = _string(table, "client", path)
@@ -165,7 +178,9 @@ def _parse_tenant(
     child = _checked(table, "orgnr_child", path, helseid.validate_orgnr)
     journal_id = _checked(table, "sfm_journal_id", path, helseid.validate_journal_id)
     if client.tenancy is Tenancy.MULTI and parent is None:
-        raise ConfigurationError(f"{path}.orgnr_parent", "a tenant of a multi-tenant client needs its parent org")
+        raise ConfigurationError(
+            f"{path}.orgnr_parent", "a tenant of a multi-tenant client needs its parent org"
+        )
     if client.tenancy is Tenancy.SINGLE and parent is not None:
         raise ConfigurationError(
             f"{path}.orgnr_parent", "HelseID sets the parent of a single-tenant client itself; remove it"
@@ -214,14 +229,14 @@ def _parse_store(table: Mapping[str, Any], reader: _SecretReader) -> StoreSettin
 
 def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
     _only_keys(table, "cache", {"expiry_skew_s"})
-    return CacheSettings(expiry_skew=_seconds(table, "expiry_skew_s", "cache", CacheSettings.expiry_skew))
+    return CacheSettings(expiry_skew=_seconds(table, "expiry_skew_s", "cache", DEFAULT_EXPIRY_SKEW))
 
 
 def _parse_sts(table: Mapping[str, Any]) -> StsSettings:
     _only_keys(table, "sts", {"connect_timeout_s", "request_timeout_s"})
     return StsSettings(
-        connect_timeout=_seconds(table, "connect_timeout_s", "sts", StsSettings.connect_timeout),
-        request_timeout=_seconds(table, "request_timeout_s", "sts", StsSettings.request_timeout),
+        connect_timeout=_seconds(table, "connect_timeout_s", "sts", DEFAULT_CONNECT_TIMEOUT),
+        request_timeout=_seconds(table, "request_timeout_s", "sts", DEFAULT_REQUEST_TIMEOUT),
     )
 
 
@@ -239,7 +254,7 @@ class _SecretReader:
         if ref is None and not required:
             return ""
         if not isinstance(ref, Mapping) or len(ref) != 1 or not ({"file", "env"} >= set(ref)):
-            raise ConfigurationError(path, "must be a reference: { file = \"path\" } or { env = \"NAME\" }")
+            raise ConfigurationError(path, 'must be a reference: { file = "path" } or { env = "NAME" }')
         if "env" in ref:
             value = self._environ.get(str(ref["env"]))
             if not value:
@@ -252,10 +267,8 @@ class _SecretReader:
         except OSError as exc:
             raise ConfigurationError(path, f"cannot read {file} ({exc.strerror})") from exc
 
-    def signing_key(self, table: Mapping[str, Any], path: str, *, required: bool) -> SigningKey | None:
+    def signing_key(self, table: Mapping[str, Any], path: str) -> SigningKey:
         key_name = path.rsplit(".", 1)[1]
-        if key_name not in table and not required:
-            return None
         text = self.secret(table.get(key_name), path, required=True)
         try:
             jwk = json.loads(text)
@@ -290,7 +303,9 @@ def _only_keys(table: Mapping[str, Any], path: str, allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
         prefix = f"{path}." if path else ""
-        raise ConfigurationError(f"{prefix}{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        raise ConfigurationError(
+            f"{prefix}{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(allowed))})"
+        )
 
 
 def _string(table: Mapping[str, Any], name: str, path: str) -> str:

@@ -56,7 +56,9 @@ async def run_demo(*, listen: str) -> None:
         server=ServerSettings(listen=listen),
     )
     try:
-        await serve(config, listen=listen, on_ready=lambda port: _print_welcome(listen, port, authority.issuer))
+        await serve(
+            config, listen=listen, on_ready=lambda port: _print_welcome(listen, port, authority.issuer)
+        )
     finally:
         await authority.stop()
 

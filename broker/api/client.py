@@ -14,7 +14,7 @@ from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 
 
 @dataclass(frozen=True, slots=True)
-class CallFailure(Exception):
+class CallFailedError(Exception):
     """A failed call: the gRPC code name, the message and the ErrorInfo reason (if any)."""
 
     code: str
@@ -25,7 +25,7 @@ class CallFailure(Exception):
 async def get_token_json(address: str, tenant: str, target: str, *, timeout_s: float = 30) -> str:
     request = pb.GetTokenRequest(tenant=tenant, target=target)
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.TokenBrokerServiceStub(channel)
+        stub = pb_grpc.TokenBrokerServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
             response = await stub.GetToken(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -38,7 +38,7 @@ async def authorize_request_json(
 ) -> str:
     request = pb.AuthorizeRequestRequest(tenant=tenant, target=target, http_method=http_method, url=url)
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.TokenBrokerServiceStub(channel)
+        stub = pb_grpc.TokenBrokerServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
             response = await stub.AuthorizeRequest(request, timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -46,7 +46,7 @@ async def authorize_request_json(
     return json_format.MessageToJson(response, indent=2)
 
 
-def _failure(exc: grpc.aio.AioRpcError) -> CallFailure:
+def _failure(exc: grpc.aio.AioRpcError) -> CallFailedError:
     reason = ""
     status = rpc_status.from_call(exc)  # type: ignore[arg-type]
     if status is not None:
@@ -54,4 +54,4 @@ def _failure(exc: grpc.aio.AioRpcError) -> CallFailure:
             info = error_details_pb2.ErrorInfo()
             if detail.Unpack(info):
                 reason = info.reason
-    return CallFailure(exc.code().name, exc.details() or "", reason)
+    return CallFailedError(exc.code().name, exc.details() or "", reason)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import _async as health_aio  # grpc_health exposes it as health.aio at run time
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from broker.api.servicer import TokenBrokerServicer
@@ -16,12 +17,12 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenBrokerService"].full_name
 
 def create_server(
     engine: TokenEngine, listen: str, *, reuse_port: bool = False
-) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer."""
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
-    pb_grpc.add_TokenBrokerServiceServicer_to_server(TokenBrokerServicer(engine), server)
-    health_servicer = health.aio.HealthServicer()
+    pb_grpc.add_TokenBrokerServiceServicer_to_server(TokenBrokerServicer(engine), server)  # type: ignore[no-untyped-call]
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -33,6 +34,6 @@ def create_server(
     return server, port, health_servicer
 
 
-async def mark_serving(health_servicer: health.aio.HealthServicer) -> None:
+async def mark_serving(health_servicer: health_aio.HealthServicer) -> None:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

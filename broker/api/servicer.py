@@ -81,7 +81,7 @@ async def _answer(call: Callable[[], Awaitable[T]], context: grpc.aio.ServicerCo
         return await call()
     except BrokerError as exc:
         rich = status.to_status(exc)
-    except Exception as exc:  # noqa: BLE001 - every other fault becomes INTERNAL with an incident id
+    except Exception as exc:
         rich = status.internal_status(exc)
     await context.abort(rich.code, rich.details, rich.trailing_metadata)
     raise AssertionError("unreachable: abort raises")

@@ -48,9 +48,13 @@ def status_code(error: BrokerError) -> grpc.StatusCode:
 
 def to_status(error: BrokerError) -> grpc.Status:
     code = status_code(error)
-    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata))]
+    details = [
+        _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata))
+    ]
     if isinstance(error, InvalidRequestError):
-        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=error.field, description=error.description
+        )
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     if isinstance(error, IdpUnavailableError):
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after))))

@@ -20,9 +20,13 @@ async def send(http: httpx.AsyncClient, request: HTTPRequest, *, issuer: str) ->
             request.method, request.url, headers=dict(request.headers), data=dict(request.form) or None
         )
     except httpx.TimeoutException as exc:
-        raise IdpUnavailableError(f"the STS did not answer in time ({type(exc).__name__})", issuer=issuer) from exc
+        raise IdpUnavailableError(
+            f"the STS did not answer in time ({type(exc).__name__})", issuer=issuer
+        ) from exc
     except httpx.HTTPError as exc:
-        raise IdpUnavailableError(f"the STS could not be reached ({type(exc).__name__})", issuer=issuer) from exc
+        raise IdpUnavailableError(
+            f"the STS could not be reached ({type(exc).__name__})", issuer=issuer
+        ) from exc
     headers = {name.lower(): value for name, value in response.headers.items()}
     return HTTPResponse(status=response.status_code, headers=headers, body=response.content)
 

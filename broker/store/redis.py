@@ -36,7 +36,7 @@ class RedisTokenStore:
             raise StoreUnavailableError(f"redis read failed: {type(exc).__name__}") from exc
         if blob is None:
             return None
-        token = self._codec.open(key, blob)
+        token = self._codec.open(key, blob if isinstance(blob, bytes) else blob.encode())
         if token is None:
             _log.warning("dropping a cached value that does not open under its key", extra={"cache_key": key})
         return token

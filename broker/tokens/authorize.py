@@ -75,6 +75,8 @@ def is_allowed_url(htu: str, allowed_prefixes: tuple[str, ...]) -> bool:
         if (parts.scheme, parts.netloc) != (allowed.scheme, allowed.netloc):
             continue
         base = allowed.path or "/"
-        if parts.path == base.rstrip("/") or parts.path.startswith(base if base.endswith("/") else base + "/"):
+        if parts.path == base.rstrip("/") or parts.path.startswith(
+            base if base.endswith("/") else base + "/"
+        ):
             return True
     return False

@@ -77,11 +77,15 @@ class TokenEngine:
             f"longer than the tokens this target gets ({int(entry.token.lifetime.total_seconds())} s)",
         )
 
-    def _shared_fill(self, route: Route, min_remaining: timedelta, *, skip_store: bool) -> asyncio.Task[_Entry]:
+    def _shared_fill(
+        self, route: Route, min_remaining: timedelta, *, skip_store: bool
+    ) -> asyncio.Task[_Entry]:
         key = route.cache_key
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._fill(route, min_remaining, skip_store=skip_store))
+            task = asyncio.get_running_loop().create_task(
+                self._fill(route, min_remaining, skip_store=skip_store)
+            )
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
         return task

@@ -16,7 +16,15 @@ from joserfc import jws, jwt
 from joserfc.jwk import ECKey, KeySet
 
 from broker.v1 import token_broker_service_pb2 as pb
-from tests.fixtures.broker_server import JOURNAL_ID, broker_config, broker_stub, get_token, running_broker
+from tests.fixtures.broker_server import (
+    JOURNAL_ID,
+    broker_config,
+    broker_stub,
+    get_token,
+    running_broker,
+    sfm_clients,
+)
+from tests.fixtures.redis_server import free_port
 from tests.fixtures.sts import RunningSts, TestClient
 
 STS = tuple[RunningSts, tuple[TestClient, TestClient]]
@@ -62,9 +70,14 @@ async def test_single_tenant_tenant_gets_token_with_its_child_org(sts: STS) -> N
 async def test_authorize_request_proof_verifies_against_the_token(sts: STS) -> None:
     running, clients = sts
     url = "https://sfm.test.nhn.no/api/patients/42?view=full#top"
-    async with running_broker(broker_config(running.issuer, clients)) as address, broker_stub(address) as stub:
+    async with (
+        running_broker(broker_config(running.issuer, clients)) as address,
+        broker_stub(address) as stub,
+    ):
         response = await stub.AuthorizeRequest(
-            pb.AuthorizeRequestRequest(tenant="oslo", target="sfm", http_method="post", url=url, dpop_nonce="rs-n1"),
+            pb.AuthorizeRequestRequest(
+                tenant="oslo", target="sfm", http_method="post", url=url, dpop_nonce="rs-n1"
+            ),
             timeout=30,
         )
     scheme, token = response.authorization.split(" ", 1)
@@ -101,7 +114,9 @@ async def test_200_concurrent_callers_for_a_cold_token_cause_one_token_request(s
         await get_token(address, "trondheim")  # learn the issuer's nonce, so one fetch is one request
         before = running.stats()
         async with broker_stub(address) as stub:
-            calls = [stub.GetToken(pb.GetTokenRequest(tenant="oslo", target="sfm"), timeout=30) for _ in range(200)]
+            calls = [
+                stub.GetToken(pb.GetTokenRequest(tenant="oslo", target="sfm"), timeout=30) for _ in range(200)
+            ]
             responses = await asyncio.gather(*calls)
         after = running.stats()
     assert after["token_requests"] - before["token_requests"] == 1
@@ -109,8 +124,10 @@ async def test_200_concurrent_callers_for_a_cold_token_cause_one_token_request(s
     assert len(tokens) == 1
     claims = verified_claims(running.issuer, tokens.pop())
     assert claims[ORGNR + "parent"] == "912345678"
-    print(f"\n{running.kind}: 200 concurrent callers -> {after['token_requests'] - before['token_requests']} "
-          "token request(s), 1 distinct token")
+    print(
+        f"\n{running.kind}: 200 concurrent callers -> {after['token_requests'] - before['token_requests']} "
+        "token request(s), 1 distinct token"
+    )
 
 
 def error_info(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, list[Any]]:
@@ -141,9 +158,6 @@ async def test_unregistered_key_gives_failed_precondition_with_the_oauth_error(s
 
 
 async def test_unreachable_sts_gives_unavailable_with_retry_info() -> None:
-    from tests.fixtures.broker_server import sfm_clients
-    from tests.fixtures.redis_server import free_port
-
     config = broker_config(f"http://127.0.0.1:{free_port()}", sfm_clients())
     async with running_broker(config) as address:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -177,12 +191,16 @@ async def test_bad_names_give_clear_errors_without_calling_the_sts(
 
 async def test_proof_for_a_url_the_target_does_not_allow_is_refused(sts: STS) -> None:
     running, clients = sts
-    async with running_broker(broker_config(running.issuer, clients)) as address, broker_stub(address) as stub:
+    async with (
+        running_broker(broker_config(running.issuer, clients)) as address,
+        broker_stub(address) as stub,
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.AuthorizeRequest(
-                pb.AuthorizeRequestRequest(tenant="oslo", target="sfm", http_method="GET", url="https://evil.test/"),
+                pb.AuthorizeRequestRequest(
+                    tenant="oslo", target="sfm", http_method="GET", url="https://evil.test/"
+                ),
                 timeout=30,
             )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert error_info(caught.value)[0].reason == "URL_NOT_ALLOWED"
-

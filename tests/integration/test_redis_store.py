@@ -39,12 +39,18 @@ async def test_second_broker_reads_the_token_from_redis_without_asking_the_sts(
     assert all(token.token.encode() not in value for value in values if value)
 
 
-async def test_a_broker_with_another_key_cannot_read_the_values(redis_server: RunningRedis, tmp_path: Path) -> None:
+async def test_a_broker_with_another_key_cannot_read_the_values(
+    redis_server: RunningRedis, tmp_path: Path
+) -> None:
     clients = sfm_clients()
     with running_sts("devauthority", tmp_path, clients) as sts:
-        async with running_broker(broker_config(sts.issuer, clients, store=redis_settings(redis_server.url))) as a:
+        async with running_broker(
+            broker_config(sts.issuer, clients, store=redis_settings(redis_server.url))
+        ) as a:
             first = await get_token(a, "oslo")
-        async with running_broker(broker_config(sts.issuer, clients, store=redis_settings(redis_server.url))) as b:
+        async with running_broker(
+            broker_config(sts.issuer, clients, store=redis_settings(redis_server.url))
+        ) as b:
             second = await get_token(b, "oslo")
     assert first.token != second.token
 

@@ -65,7 +65,8 @@ def test_valid_configuration_loads_with_all_fields(tmp_path: Path) -> None:
     assert tenant.sfm_journal_id == "0b3f1e16-2d0b-4e1a-9e37-0c1c6e39b0a1"
     assert tenant.warm_targets == ("sfm",)
     assert config.store.kind == "redis"
-    assert config.store.encryption_key is not None and len(config.store.encryption_key) == 32
+    assert config.store.encryption_key is not None
+    assert len(config.store.encryption_key) == 32
 
 
 @pytest.mark.parametrize(
@@ -79,11 +80,18 @@ def test_valid_configuration_loads_with_all_fields(tmp_path: Path) -> None:
         (('token_type = "dpop"', 'token_type = "mac"'), "targets.sfm.token_type"),
         (('scopes = ["e-helse:sfm.api/sfm.api2"]', "scopes = []"), "targets.sfm.scopes"),
         (('"https://sfm.test.nhn.no/api/"', '"http://sfm.test.nhn.no/api/"'), "targets.sfm.allowed_urls[0]"),
-        (('sfm_journal_id = "0B3F1E16-2D0B-4E1A-9E37-0C1C6E39B0A1"', 'sfm_journal_id = "42"'),
-         "tenants.oslo.sfm_journal_id"),
-        (('signing_key = { file = "supplier.jwk" }', 'signing_key = { file = "missing.jwk" }'),
-         "clients.supplier.signing_key"),
-        (('client_id = "8f1b2c3d"', 'client_id = "8f1b2c3d"\nclientid = "typo"'), "clients.supplier.clientid"),
+        (
+            ('sfm_journal_id = "0B3F1E16-2D0B-4E1A-9E37-0C1C6E39B0A1"', 'sfm_journal_id = "42"'),
+            "tenants.oslo.sfm_journal_id",
+        ),
+        (
+            ('signing_key = { file = "supplier.jwk" }', 'signing_key = { file = "missing.jwk" }'),
+            "clients.supplier.signing_key",
+        ),
+        (
+            ('client_id = "8f1b2c3d"', 'client_id = "8f1b2c3d"\nclientid = "typo"'),
+            "clients.supplier.clientid",
+        ),
         (('kind = "redis"', 'kind = "etcd"'), "store.kind"),
     ],
 )

@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 
-from broker.errors import IdpUnavailableError, InvalidRequestError, NotFoundError, PermissionDeniedError
-from broker.errors import StoreUnavailableError
+from broker.errors import (
+    IdpUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoreUnavailableError,
+)
 from broker.model import AccessToken, Client, Target, Tenancy, Tenant, TokenType
 from broker.protocol import keys
 from broker.tokens.engine import TokenEngine
@@ -68,7 +73,10 @@ class BrokenStore:
 def routes() -> RouteTable:
     key = keys.generate_signing_key("ES256")
     client = Client("c", "client-id", "https://sts.test", Tenancy.MULTI, key, key)
-    targets = {"sfm": Target("sfm", ("e-helse:sfm.api/sfm.api2",), "e-helse:sfm.api"), "pps": Target("pps", ("p",))}
+    targets = {
+        "sfm": Target("sfm", ("e-helse:sfm.api/sfm.api2",), "e-helse:sfm.api"),
+        "pps": Target("pps", ("p",)),
+    }
     tenants = {
         "a": Tenant("a", "c", ("sfm",), orgnr_parent="111111111"),
         "b": Tenant("b", "c", ("sfm",), orgnr_parent="222222222"),
@@ -100,7 +108,7 @@ async def test_token_is_replaced_when_inside_the_expiry_skew(routes: RouteTable)
 
 
 async def test_tenants_never_share_a_token_when_their_orgs_differ(routes: RouteTable) -> None:
-    engine, source, _ = engine_with(routes)
+    engine, _, _ = engine_with(routes)
     assert (await engine.get_token("a", "sfm")).value != (await engine.get_token("b", "sfm")).value
     assert routes.resolve("a", "sfm").cache_key != routes.resolve("b", "sfm").cache_key
 
@@ -164,7 +172,9 @@ async def test_broker_goes_on_when_the_store_fails(routes: RouteTable) -> None:
     assert source.calls == 1
 
 
-async def test_unknown_names_give_not_found_and_unlisted_targets_permission_denied(routes: RouteTable) -> None:
+async def test_unknown_names_give_not_found_and_unlisted_targets_permission_denied(
+    routes: RouteTable,
+) -> None:
     engine, _, _ = engine_with(routes)
     with pytest.raises(NotFoundError) as tenant:
         await engine.get_token("nobody", "sfm")
