@@ -124,9 +124,8 @@ def _error_for(response: HTTPResponse, *, now: datetime, issuer: str) -> BrokerE
         return IdpUnavailableError(message, issuer=issuer, retry_after=retry_after)
     if 400 <= status < 500 and error is not None:
         return IdpRejectedError(error[0], error[1], status=status, issuer=issuer)
-    return ProtocolError(
-        f"the STS answered HTTP {status} without an OAuth error", issuer=issuer, httpStatus=str(status)
-    )
+    what = "without an OAuth error" if 400 <= status < 500 else "instead of a token response"
+    return ProtocolError(f"the STS answered HTTP {status} {what}", issuer=issuer, httpStatus=str(status))
 
 
 def _retry_after(response: HTTPResponse, now: datetime) -> timedelta | None:
