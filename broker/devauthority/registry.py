@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -100,10 +100,16 @@ class RegisteredClient:
         """Build a client from its JSON form (the same field names); unknown fields are an error."""
         if not isinstance(data, Mapping):
             raise ValueError("a client must be a JSON object")
-        known = {f.name for f in fields(cls) if f.init}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"client {data.get('client_id')!r}: unknown fields {unknown}")
+        init_fields = [f for f in fields(cls) if f.init]
+        known = {f.name for f in init_fields}
+        required = {f.name for f in init_fields if f.default is MISSING and f.default_factory is MISSING}
+        problems = []
+        if unknown := sorted(set(data) - known):
+            problems.append(f"unknown fields {unknown}")
+        if missing := sorted(required - set(data)):
+            problems.append(f"missing fields {missing}")
+        if problems:
+            raise ValueError(f"client {data.get('client_id')!r}: {', '.join(problems)}")
         return cls(**data)
 
 

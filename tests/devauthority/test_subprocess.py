@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+
+from .conftest import PPS_SCOPE, SUPPLIER_ORG
+from .helpers import Caller, DevClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_module_prints_its_issuer_and_serves_tokens_when_run_as_a_subprocess(
+    tmp_path: Path, multi_client: DevClient
+) -> None:
+    clients = tmp_path / "clients.json"
+    clients.write_text(
+        json.dumps(
+            [
+                {
+                    "client_id": multi_client.client_id,
+                    "jwks": {"keys": [multi_client.key.as_dict(private=False)]},
+                    "tenancy": "multi",
+                    "organization_number": SUPPLIER_ORG,
+                    "allowed_scopes": [PPS_SCOPE],
+                }
+            ]
+        )
+    )
+    with (tmp_path / "stderr.log").open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "broker.devauthority",
+            "--port",
+            "0",
+            "--clients",
+            str(clients),
+            "--token-lifetime",
+            "7",
+            cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+        try:
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+            started = json.loads(line)
+            assert started["issuer"] == f"http://127.0.0.1:{started['port']}"
+
+            async with httpx.AsyncClient(timeout=10) as http:
+                caller = Caller(http=http, issuer=started["issuer"])
+                response = await caller.request_token(multi_client, scope=PPS_SCOPE)
+                assert response.status_code == 200, response.text
+                assert response.json()["expires_in"] == 7
+                _, claims = await caller.verified_claims(response.json()["access_token"])
+                assert claims["iss"] == started["issuer"]
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            returncode = await asyncio.wait_for(process.wait(), timeout=30)
+
+    assert returncode == 0, (tmp_path / "stderr.log").read_text()
