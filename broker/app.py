@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,11 +16,14 @@ import httpx
 
 from broker.api.server import create_server, mark_serving
 from broker.config import BrokerConfig, load_config
+from broker.idp.breaker import CircuitBreaker
 from broker.idp.sts import StsClient
 from broker.store.redis import RedisTokenStore
+from broker.telemetry import Metrics
 from broker.tokens.engine import TokenEngine
-from broker.tokens.ports import TokenStore
+from broker.tokens.policy import FreshnessPolicy
 from broker.tokens.routes import RouteTable
+from broker.tokens.scheduler import RefreshScheduler, RequestBudget
 
 _log = logging.getLogger(__name__)
 
@@ -28,20 +32,59 @@ def clock() -> datetime:
     return datetime.now(UTC)
 
 
-def build_engine(config: BrokerConfig) -> TokenEngine:
+@dataclass
+class Broker:
+    """Everything one process runs: the engine, its STS client and its refresh scheduler."""
+
+    engine: TokenEngine
+    sts: StsClient
+    scheduler: RefreshScheduler
+
+
+def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker:
+    """Wires the parts together; call it inside the event loop that will run them."""
+    metrics = metrics or Metrics()
     timeout = httpx.Timeout(
         config.sts.request_timeout.total_seconds(), connect=config.sts.connect_timeout.total_seconds()
     )
-    http = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
-    store: TokenStore | None = None
+    store: RedisTokenStore | None = None
     if config.store.kind == "redis":
         assert config.store.url is not None
         assert config.store.encryption_key is not None
         store = RedisTokenStore.from_url(config.store.url, config.store.encryption_key)
-    routes = RouteTable(config.clients, config.targets, config.tenants)
-    return TokenEngine(
-        routes, StsClient(http, clock), store, expiry_skew=config.cache.expiry_skew, clock=clock
+
+    def breaker(issuer: str) -> CircuitBreaker:
+        return CircuitBreaker(
+            issuer,
+            threshold=config.sts.breaker_threshold,
+            cool_down=config.sts.breaker_cool_down,
+            on_transition=metrics.breaker,
+        )
+
+    sts = StsClient(
+        httpx.AsyncClient(timeout=timeout, follow_redirects=False),
+        clock,
+        shared_nonces=store,
+        metrics=metrics,
+        breaker_factory=breaker,
     )
+    policy = FreshnessPolicy(
+        refresh_fraction=config.cache.refresh_fraction,
+        jitter_fraction=config.cache.jitter_fraction,
+        expiry_skew=config.cache.expiry_skew,
+    )
+    engine = TokenEngine(
+        RouteTable(config.clients, config.targets, config.tenants),
+        sts,
+        store,
+        store,
+        policy=policy,
+        lease_ttl=config.cache.lease_ttl,
+        clock=clock,
+        metrics=metrics,
+    )
+    scheduler = RefreshScheduler(engine, budget=RequestBudget(config.cache.refresh_budget_per_s))
+    return Broker(engine, sts, scheduler)
 
 
 async def serve(
@@ -53,9 +96,14 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serves until `stop` is set or SIGINT/SIGTERM arrives, then drains in-flight calls."""
-    engine = build_engine(config)
-    server, port, health = create_server(engine, listen or config.server.listen, reuse_port=reuse_port)
+    broker = build_broker(config)
+    server, port, health = create_server(
+        broker.engine, listen or config.server.listen, reuse_port=reuse_port, scheduler=broker.scheduler
+    )
     stop = stop or _stop_on_signals()
+    warm = broker.engine.routes.warm()
+    broker.scheduler.start_warm(warm, config.cache.refresh_budget_per_s)
+    scheduling = asyncio.get_running_loop().create_task(broker.scheduler.run())
     await server.start()
     await mark_serving(health)
     if on_ready is not None:
@@ -65,7 +113,11 @@ async def serve(
     finally:
         await health.enter_graceful_shutdown()
         await server.stop(grace=5)
-        await engine.close()
+        scheduling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await scheduling
+        await broker.engine.close()
+        await broker.sts.close()
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -48,12 +48,22 @@ DEFAULT_REQUEST_TIMEOUT = timedelta(seconds=10)
 class CacheSettings:
     # A token is never served later than its expiry minus this skew.
     expiry_skew: timedelta = DEFAULT_EXPIRY_SKEW
+    # Stale (served, and refreshed in the background) from this fraction of the lifetime, +/- jitter.
+    refresh_fraction: float = 0.5
+    jitter_fraction: float = 0.1
+    # How long a replica may hold a key's fetch lease before it must renew it.
+    lease_ttl: timedelta = timedelta(seconds=10)
+    # Requests per second the refresh scheduler may start toward the STS, per replica.
+    refresh_budget_per_s: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
 class StsSettings:
     connect_timeout: timedelta = DEFAULT_CONNECT_TIMEOUT
     request_timeout: timedelta = DEFAULT_REQUEST_TIMEOUT
+    # The circuit opens after this many outage failures in a row and stays open for the cool-down.
+    breaker_threshold: int = 5
+    breaker_cool_down: timedelta = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,15 +238,42 @@ def _parse_store(table: Mapping[str, Any], reader: _SecretReader) -> StoreSettin
 
 
 def _parse_cache(table: Mapping[str, Any]) -> CacheSettings:
-    _only_keys(table, "cache", {"expiry_skew_s"})
-    return CacheSettings(expiry_skew=_seconds(table, "expiry_skew_s", "cache", DEFAULT_EXPIRY_SKEW))
+    fields = {"expiry_skew_s", "refresh_fraction", "jitter_fraction", "lease_ttl_s", "refresh_budget_per_s"}
+    _only_keys(table, "cache", fields)
+    defaults = CacheSettings()
+    refresh = _number(table, "refresh_fraction", "cache", defaults.refresh_fraction, above=0, at_most=1)
+    jitter = _number(table, "jitter_fraction", "cache", defaults.jitter_fraction, above=-1, at_most=refresh)
+    if jitter < 0 or jitter >= refresh:
+        raise ConfigurationError(
+            "cache.jitter_fraction", "must be 0 or more and below cache.refresh_fraction"
+        )
+    lease_ttl = _seconds(table, "lease_ttl_s", "cache", defaults.lease_ttl)
+    if lease_ttl < timedelta(seconds=1):
+        raise ConfigurationError("cache.lease_ttl_s", "must be at least 1 second")
+    return CacheSettings(
+        expiry_skew=_seconds(table, "expiry_skew_s", "cache", DEFAULT_EXPIRY_SKEW),
+        refresh_fraction=refresh,
+        jitter_fraction=jitter,
+        lease_ttl=lease_ttl,
+        refresh_budget_per_s=_number(
+            table, "refresh_budget_per_s", "cache", defaults.refresh_budget_per_s, above=0, at_most=10_000
+        ),
+    )
 
 
 def _parse_sts(table: Mapping[str, Any]) -> StsSettings:
-    _only_keys(table, "sts", {"connect_timeout_s", "request_timeout_s"})
+    _only_keys(
+        table, "sts", {"connect_timeout_s", "request_timeout_s", "breaker_threshold", "breaker_cool_down_s"}
+    )
+    defaults = StsSettings()
+    threshold = table.get("breaker_threshold", defaults.breaker_threshold)
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
+        raise ConfigurationError("sts.breaker_threshold", "must be a whole number, 1 or more")
     return StsSettings(
         connect_timeout=_seconds(table, "connect_timeout_s", "sts", DEFAULT_CONNECT_TIMEOUT),
         request_timeout=_seconds(table, "request_timeout_s", "sts", DEFAULT_REQUEST_TIMEOUT),
+        breaker_threshold=threshold,
+        breaker_cool_down=_seconds(table, "breaker_cool_down_s", "sts", defaults.breaker_cool_down),
     )
 
 
@@ -333,6 +370,15 @@ def _seconds(table: Mapping[str, Any], name: str, path: str, default: timedelta)
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
         raise ConfigurationError(f"{path}.{name}", "must be a number of seconds, zero or more")
     return timedelta(seconds=value)
+
+
+def _number(
+    table: Mapping[str, Any], name: str, path: str, default: float, *, above: float, at_most: float
+) -> float:
+    value = table.get(name, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not above < value <= at_most:
+        raise ConfigurationError(f"{path}.{name}", f"must be a number above {above} and at most {at_most}")
+    return float(value)
 
 
 def _checked(table: Mapping[str, Any], name: str, path: str, check: Callable[[str, str], str]) -> str | None:

@@ -5,7 +5,7 @@ It is the only module that converts between the generated messages and the domai
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -16,8 +16,10 @@ from broker import __version__
 from broker.api import status
 from broker.errors import BrokerError, InvalidRequestError
 from broker.model import AccessToken, TokenType
+from broker.telemetry import SOURCE_MEMORY
 from broker.tokens.authorize import RequestAuthorizer
 from broker.tokens.engine import TokenEngine
+from broker.tokens.scheduler import RefreshScheduler
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 
@@ -28,9 +30,11 @@ _INFO = pb.GetBrokerInfoResponse(version=__version__)
 
 
 class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
-    def __init__(self, engine: TokenEngine) -> None:
+    def __init__(self, engine: TokenEngine, scheduler: RefreshScheduler | None = None) -> None:
         self._engine = engine
+        self._scheduler = scheduler
         self._authorizer = RequestAuthorizer(engine)
+        self._metrics = engine.metrics
 
     async def GetToken(  # noqa: N802 - the name is the RPC's
         self, request: pb.GetTokenRequest, context: grpc.aio.ServicerContext[object, object]
@@ -41,9 +45,10 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
             token = await self._engine.get_token(
                 request.tenant, request.target, _min_remaining(request.min_remaining_lifetime)
             )
+            self._metrics.served("GetToken", SOURCE_MEMORY)
             return pb.GetTokenResponse(access_token=_access_token(token))
 
-        return await _answer(call, context)
+        return await _answer(call, context, self._metrics.failed)
 
     async def AuthorizeRequest(  # noqa: N802
         self, request: pb.AuthorizeRequestRequest, context: grpc.aio.ServicerContext[object, object]
@@ -61,6 +66,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
                 dpop_nonce=request.dpop_nonce or None,
                 min_remaining=_min_remaining(request.min_remaining_lifetime),
             )
+            self._metrics.served("AuthorizeRequest", SOURCE_MEMORY)
             return pb.AuthorizeRequestResponse(
                 authorization=result.authorization,
                 dpop=result.dpop or "",
@@ -68,7 +74,32 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
                 expire_time=_timestamp(result.token),
             )
 
-        return await _answer(call, context)
+        return await _answer(call, context, self._metrics.failed)
+
+    async def WatchToken(  # noqa: N802
+        self, request: pb.WatchTokenRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> AsyncIterator[pb.WatchTokenResponse]:
+        try:
+            _require(request.tenant, "tenant")
+            _require(request.target, "target")
+            route = self._engine.routes.resolve(request.tenant, request.target)
+        except BrokerError as exc:
+            self._metrics.failed(exc.reason)
+            rich = status.to_status(exc)
+            await context.abort(rich.code, rich.details, rich.trailing_metadata)
+        if self._scheduler is not None:
+            self._scheduler.keep(route)
+        try:
+            async for token in self._engine.watch(route):
+                self._metrics.served("WatchToken", SOURCE_MEMORY)
+                yield pb.WatchTokenResponse(access_token=_access_token(token))
+        except BrokerError as exc:
+            self._metrics.failed(exc.reason)
+            rich = status.to_status(exc)
+            await context.abort(rich.code, rich.details, rich.trailing_metadata)
+        finally:
+            if self._scheduler is not None:
+                self._scheduler.release(route)
 
     async def GetBrokerInfo(  # noqa: N802
         self, request: pb.GetBrokerInfoRequest, context: grpc.aio.ServicerContext[object, object]
@@ -76,12 +107,18 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         return _INFO
 
 
-async def _answer(call: Callable[[], Awaitable[T]], context: grpc.aio.ServicerContext[object, object]) -> T:
+async def _answer(
+    call: Callable[[], Awaitable[T]],
+    context: grpc.aio.ServicerContext[object, object],
+    failed: Callable[[str], None],
+) -> T:
     try:
         return await call()
     except BrokerError as exc:
+        failed(exc.reason)
         rich = status.to_status(exc)
-    except Exception as exc:
+    except Exception as exc:  # every other fault becomes INTERNAL with an incident id
+        failed("INTERNAL")
         rich = status.internal_status(exc)
     await context.abort(rich.code, rich.details, rich.trailing_metadata)
     raise AssertionError("unreachable: abort raises")

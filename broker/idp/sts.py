@@ -1,22 +1,39 @@
-"""The broker's client of the STS: discovery, then the grant flows, with the DPoP nonce remembered.
+"""The broker's client of the STS: discovery, the grant flows, a circuit breaker, and DPoP nonce memory.
 
-HelseID demands a server nonce in every token-endpoint proof. Keeping the last nonce per issuer makes the next
-fetch one round trip instead of two (NHN's own library pays two every time).
+HelseID demands a server nonce in every token-endpoint proof. Keeping the last nonce per issuer (in process
+memory, and shared through the store so every replica has it) makes a fetch one round trip instead of two;
+NHN's own library pays two every time.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
+from broker.errors import BrokerError, IdpUnavailableError, StoreUnavailableError
+from broker.idp.breaker import CircuitBreaker
 from broker.idp.discovery import DiscoveryCache
 from broker.idp.transport import drive
 from broker.model import AccessToken, Client, Target
 from broker.protocol import flows
+from broker.telemetry import Metrics, tracer
+
+_log = logging.getLogger(__name__)
+
+
+class SharedNonces(Protocol):
+    """Nonces shared between replicas; raises StoreUnavailableError when it cannot answer."""
+
+    async def get_nonce(self, issuer: str) -> str | None: ...
+
+    async def put_nonce(self, issuer: str, nonce: str) -> None: ...
 
 
 def new_jti() -> str:
@@ -26,16 +43,60 @@ def new_jti() -> str:
 class StsClient:
     """Implements the engine's TokenSource against any HelseID-like STS."""
 
-    def __init__(self, http: httpx.AsyncClient, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        clock: Callable[[], datetime],
+        *,
+        shared_nonces: SharedNonces | None = None,
+        metrics: Metrics | None = None,
+        breaker_factory: Callable[[str], CircuitBreaker] | None = None,
+    ) -> None:
         self._http = http
         self._clock = clock
+        self._shared = shared_nonces
+        self._metrics = metrics or Metrics()
+        self._breaker_factory = breaker_factory or (
+            lambda issuer: CircuitBreaker(issuer, on_transition=self._metrics.breaker)
+        )
         self.discovery = DiscoveryCache(http, clock)
         self._nonces: dict[str, str] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def breaker(self, issuer: str) -> CircuitBreaker:
+        breaker = self._breakers.get(issuer)
+        if breaker is None:
+            breaker = self._breakers[issuer] = self._breaker_factory(issuer)
+        return breaker
 
     async def fetch_client_credentials(
         self, client: Client, target: Target, details: Sequence[Mapping[str, Any]]
     ) -> AccessToken:
+        breaker = self.breaker(client.issuer)
+        breaker.before_request()
+        started = time.monotonic()
+        with tracer.start_as_current_span(
+            "broker.sts.token_request", attributes={"broker.issuer": client.issuer}
+        ):
+            try:
+                token = await self._fetch(client, target, details)
+            except IdpUnavailableError:
+                breaker.failed()
+                self._metrics.sts_request(time.monotonic() - started, "unavailable")
+                raise
+            except BrokerError:
+                breaker.succeeded()  # the STS answered; a refusal is not an outage
+                self._metrics.sts_request(time.monotonic() - started, "rejected")
+                raise
+        breaker.succeeded()
+        self._metrics.sts_request(time.monotonic() - started, "ok")
+        return token
+
+    async def _fetch(
+        self, client: Client, target: Target, details: Sequence[Mapping[str, Any]]
+    ) -> AccessToken:
         metadata = await self.discovery.get(client.issuer)
+        nonce = await self._nonce(client.issuer)
         flow = flows.client_credentials_flow(
             client=client,
             target=target,
@@ -44,12 +105,38 @@ class StsClient:
             issuer=metadata.issuer,
             clock=self._clock,
             new_jti=new_jti,
-            nonce=self._nonces.get(client.issuer),
+            nonce=nonce,
         )
-        result = await drive(self._http, flow, issuer=client.issuer)
-        if result.nonce:
-            self._nonces[client.issuer] = result.nonce
+        sent = 0
+
+        def count(_: object) -> None:
+            nonlocal sent
+            sent += 1
+
+        result = await drive(self._http, flow, issuer=client.issuer, on_request=count)
+        if sent > 1:
+            self._metrics.nonce_retry()
+        if result.nonce and result.nonce != nonce:
+            await self._remember(client.issuer, result.nonce)
         return result.token
+
+    async def _nonce(self, issuer: str) -> str | None:
+        nonce = self._nonces.get(issuer)
+        if nonce is None and self._shared is not None:
+            try:
+                nonce = await self._shared.get_nonce(issuer)
+            except StoreUnavailableError:
+                return None
+            if nonce is not None:
+                self._nonces[issuer] = nonce
+        return nonce
+
+    async def _remember(self, issuer: str, nonce: str) -> None:
+        self._nonces[issuer] = nonce
+        if self._shared is not None:
+            # The engine logs store outages; a nonce that is not shared costs another replica one round trip.
+            with contextlib.suppress(StoreUnavailableError):
+                await self._shared.put_nonce(issuer, nonce)
 
     def remembered_nonce(self, issuer: str) -> str | None:
         return self._nonces.get(issuer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import TypeVar
 
 import httpx
@@ -31,11 +31,19 @@ async def send(http: httpx.AsyncClient, request: HTTPRequest, *, issuer: str) ->
     return HTTPResponse(status=response.status_code, headers=headers, body=response.content)
 
 
-async def drive(http: httpx.AsyncClient, flow: Generator[HTTPRequest, HTTPResponse, T], *, issuer: str) -> T:
+async def drive(
+    http: httpx.AsyncClient,
+    flow: Generator[HTTPRequest, HTTPResponse, T],
+    *,
+    issuer: str,
+    on_request: Callable[[HTTPRequest], None] | None = None,
+) -> T:
     """Runs a flow to its end: each request it yields is sent, and the response is sent back into it."""
     request = next(flow)
     try:
         while True:
+            if on_request is not None:
+                on_request(request)
             response = await send(http, request, issuer=issuer)
             request = flow.send(response)
     except StopIteration as finished:

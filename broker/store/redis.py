@@ -1,9 +1,26 @@
-"""The production store: sealed tokens in Redis with TTLs, shared by every broker replica."""
+"""The production store: sealed tokens in Redis with TTLs, leases with fencing, renewal notices, nonces.
+
+Keys of one cache key share a hash tag (`{...}`), so the Lua scripts stay valid on Redis Cluster:
+
+    broker:v1:{<cache key>}:tok     the sealed token, TTL = until the broker stops serving it
+    broker:v1:{<cache key>}:lease   the fencing number of the replica fetching it, TTL = lease time
+    broker:v1:{<cache key>}:fence   the last fencing number handed out (only grows)
+    broker:v1:nonce:{<issuer>}      the issuer's last DPoP nonce
+    broker:v1:renewed               pub/sub channel: "<fencing> <cache key>" after each stored renewal
+
+Every Redis fault becomes a StoreUnavailableError; the engine goes on without the store.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -13,40 +30,186 @@ from broker.model import AccessToken
 from broker.store.codec import SealedCodec
 
 _log = logging.getLogger(__name__)
-KEY_PREFIX = "broker:v1:tok:"
+T = TypeVar("T")
+
+PREFIX = "broker:v1:"
+CHANNEL = PREFIX + "renewed"
+NONCE_TTL = timedelta(minutes=10)
+
+# KEYS: lease, fence. ARGV: lease ms. Returns the new fencing number, or 0 while someone holds the lease.
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fencing = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], fencing, 'PX', ARGV[1])
+return fencing
+"""
+# KEYS: lease. ARGV: fencing, lease ms.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# KEYS: lease, token. ARGV: fencing, sealed value, ttl ms, channel, message. Compare-and-set on the fencing.
+_PUT_IF_HOLDER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+# KEYS: lease. ARGV: fencing.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Lease(Protocol):
+    """Any lease with a cache key and a fencing number (the engine's port has the same shape)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def fencing(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RedisLease:
+    key: str
+    fencing: int
+
+
+def _tag(cache_key: str, kind: str) -> str:
+    return f"{PREFIX}{{{cache_key}}}:{kind}"
+
+
+def _ms(delta: timedelta) -> int:
+    return max(1, int(delta.total_seconds() * 1000))
 
 
 class RedisTokenStore:
-    """Reads and writes sealed tokens; every Redis fault becomes a StoreUnavailableError."""
+    """TokenStore, Coordinator and SharedNonces on one Redis (or Sentinel/Cluster through redis-py)."""
 
-    def __init__(self, client: aioredis.Redis, codec: SealedCodec) -> None:
+    def __init__(
+        self, client: aioredis.Redis, codec: SealedCodec, listener: aioredis.Redis | None = None
+    ) -> None:
         self._redis = client
+        self._listener_client = listener
         self._codec = codec
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._put_if_holder = client.register_script(_PUT_IF_HOLDER)
+        self._release = client.register_script(_RELEASE)
+        self._callbacks: list[Callable[[str], None]] = []
+        self._own_writes: deque[str] = deque(maxlen=256)
+        self._listener: asyncio.Task[None] | None = None
 
     @classmethod
     def from_url(cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)) -> RedisTokenStore:
         seconds = timeout.total_seconds()
         client = aioredis.Redis.from_url(url, socket_timeout=seconds, socket_connect_timeout=seconds)
-        return cls(client, SealedCodec(key))
+        # Pub/sub blocks on reads by design, so it gets a connection without a read timeout.
+        listener = aioredis.Redis.from_url(url, socket_connect_timeout=seconds, health_check_interval=10)
+        return cls(client, SealedCodec(key), listener)
+
+    # --- tokens -----------------------------------------------------------------------------------------
 
     async def get(self, key: str) -> AccessToken | None:
-        try:
-            blob = await self._redis.get(KEY_PREFIX + key)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"redis read failed: {type(exc).__name__}") from exc
+        blob = await self._call("read", self._redis.get(_tag(key, "tok")))
         if blob is None:
             return None
-        token = self._codec.open(key, blob if isinstance(blob, bytes) else blob.encode())
+        token = self._codec.open(key, blob if isinstance(blob, bytes) else str(blob).encode())
         if token is None:
-            _log.warning("dropping a cached value that does not open under its key", extra={"cache_key": key})
+            _log.warning("dropping a cached value that does not open under its key %s", key)
         return token
 
     async def put(self, key: str, token: AccessToken, ttl: timedelta) -> None:
-        milliseconds = max(1, int(ttl.total_seconds() * 1000))
+        await self._call(
+            "write", self._redis.set(_tag(key, "tok"), self._codec.seal(key, token), px=_ms(ttl))
+        )
+
+    # --- coordination -----------------------------------------------------------------------------------
+
+    async def try_lease(self, key: str, ttl: timedelta) -> RedisLease | None:
+        keys = [_tag(key, "lease"), _tag(key, "fence")]
+        fencing = int(await self._call("lease", self._acquire(keys=keys, args=[_ms(ttl)])))
+        return RedisLease(key, fencing) if fencing else None
+
+    async def renew(self, lease: Lease, ttl: timedelta) -> bool:
+        keys = [_tag(lease.key, "lease")]
+        return bool(await self._call("renew", self._renew(keys=keys, args=[lease.fencing, _ms(ttl)])))
+
+    async def put_if_holder(self, lease: Lease, token: AccessToken, ttl: timedelta) -> bool:
+        message = f"{lease.fencing} {lease.key}"
+        self._own_writes.append(message)
+        keys = [_tag(lease.key, "lease"), _tag(lease.key, "tok")]
+        args: list[bytes | str | int] = [
+            lease.fencing,
+            self._codec.seal(lease.key, token),
+            _ms(ttl),
+            CHANNEL,
+            message,
+        ]
+        return bool(await self._call("write", self._put_if_holder(keys=keys, args=args)))
+
+    async def release(self, lease: Lease) -> None:
+        await self._call("release", self._release(keys=[_tag(lease.key, "lease")], args=[lease.fencing]))
+
+    async def lease_held(self, key: str) -> bool:
+        return bool(await self._call("lease", self._redis.exists(_tag(key, "lease"))))
+
+    def on_renewal(self, callback: Callable[[str], None]) -> None:
+        self._callbacks.append(callback)
+        if self._listener is None and self._listener_client is not None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen(self._listener_client))
+
+    # --- nonces -----------------------------------------------------------------------------------------
+
+    async def get_nonce(self, issuer: str) -> str | None:
+        value = await self._call("nonce", self._redis.get(f"{PREFIX}nonce:{{{issuer}}}"))
+        return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+
+    async def put_nonce(self, issuer: str, nonce: str) -> None:
+        await self._call("nonce", self._redis.set(f"{PREFIX}nonce:{{{issuer}}}", nonce, px=_ms(NONCE_TTL)))
+
+    # --- plumbing ---------------------------------------------------------------------------------------
+
+    async def _listen(self, client: aioredis.Redis) -> None:
+        """Delivers renewal notices of other replicas; reconnects with back-off after a Redis fault."""
+        pause = 0.1
+        while True:
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    pause = 0.1
+                    while True:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is not None:
+                            self._deliver(message)
+            except (RedisError, OSError):
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        data = message.get("data")
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        if text in self._own_writes:
+            return
+        _, _, cache_key = text.partition(" ")
+        for callback in self._callbacks:
+            callback(cache_key)
+
+    async def _call(self, operation: str, call: Awaitable[T]) -> T:
         try:
-            await self._redis.set(KEY_PREFIX + key, self._codec.seal(key, token), px=milliseconds)
-        except RedisError as exc:
-            raise StoreUnavailableError(f"redis write failed: {type(exc).__name__}") from exc
+            return await call
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis {operation} failed: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self._redis.aclose()
+        if self._listener_client is not None:
+            await self._listener_client.aclose()

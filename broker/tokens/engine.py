@@ -1,31 +1,41 @@
-"""The token engine: process memory in front of an optional shared store, then one fetch per missing key.
+"""The token engine: process memory in front of a shared store, then one fetch per key across replicas.
 
-A cache hit is a dict lookup and a clock read; nothing else runs on that path. On a miss, concurrent callers
-for the same key share a single fetch (single-flight). A token is never served later than its expiry minus
-the skew, and a failure is never cached.
+- A cache hit is a dict lookup and a clock read. A stale hit (past `refresh_at`) also starts one background
+  refresh; a refresh that fails while the token is valid is retried with back-off and callers never notice.
+- A miss waits for one fetch. In-process, concurrent callers share one task; across replicas, the one that
+  holds the key's lease fetches while the others wait for its result (pub/sub, with polling as a fallback).
+- A token is never served at or after `usable_until` (expiry minus skew), and a failure is never cached.
+- When the shared store fails, the engine goes on with process memory and direct fetches.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from broker.errors import InvalidRequestError, StoreUnavailableError
+from broker.errors import BrokerError, InvalidRequestError, StoreUnavailableError
 from broker.model import AccessToken
-from broker.tokens.ports import TokenSource, TokenStore
+from broker.telemetry import SOURCE_STORE, SOURCE_STS, Metrics, tracer
+from broker.tokens.policy import Backoff, FreshnessPolicy
+from broker.tokens.ports import Coordinator, Lease, TokenSource, TokenStore
 from broker.tokens.routes import Route, RouteTable
 
 _log = logging.getLogger(__name__)
 _NO_TIME = timedelta(0)
+_POLL = 0.2  # seconds between store reads while another replica fetches (covers a lost pub/sub message)
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class Entry:
     token: AccessToken
-    # expires_at minus the skew: the last instant the broker hands this token out.
+    refresh_at: datetime
     usable_until: datetime
 
 
@@ -41,117 +51,300 @@ class TokenEngine:
         routes: RouteTable,
         source: TokenSource,
         store: TokenStore | None = None,
+        coordinator: Coordinator | None = None,
         *,
-        expiry_skew: timedelta = timedelta(seconds=30),
+        policy: FreshnessPolicy | None = None,
+        backoff: Backoff | None = None,
+        lease_ttl: timedelta = timedelta(seconds=10),
         clock: Callable[[], datetime] = _system_clock,
+        metrics: Metrics | None = None,
     ) -> None:
         self.routes = routes
+        self.clock = clock
+        self.metrics = metrics or Metrics()
         self._source = source
         self._store = store
-        self._skew = expiry_skew
-        self._clock = clock
-        self._memory: dict[str, _Entry] = {}
-        self._inflight: dict[str, asyncio.Task[_Entry]] = {}
+        self._coordinator = coordinator
+        self._policy = policy or FreshnessPolicy()
+        self._backoff = backoff or Backoff()
+        self._lease_ttl = lease_ttl
+        self._memory: dict[str, Entry] = {}
+        self._inflight: dict[str, asyncio.Task[Entry]] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+        self._background: set[asyncio.Task[Any]] = set()
         self._store_down = False
-        self.clock = clock
+        self.on_installed: Callable[[Route, Entry], None] | None = None
+        if coordinator is not None:
+            coordinator.on_renewal(self._on_remote_renewal)
+
+    # --- serving ----------------------------------------------------------------------------------------
 
     async def get_token(self, tenant: str, target: str, min_remaining: timedelta = _NO_TIME) -> AccessToken:
         return await self.token_for(self.routes.resolve(tenant, target), min_remaining)
 
     async def token_for(self, route: Route, min_remaining: timedelta = _NO_TIME) -> AccessToken:
         entry = self._memory.get(route.cache_key)
-        if entry is not None and self._clock() + min_remaining < entry.usable_until:
-            return entry.token
+        if entry is not None:
+            now = self.clock()
+            if now + min_remaining < entry.usable_until:
+                if now >= entry.refresh_at:
+                    self.refresh_soon(route)
+                return entry.token
         if min_remaining < _NO_TIME:
             raise InvalidRequestError("min_remaining_lifetime", "must not be negative")
         return await self._load(route, min_remaining)
 
+    def cached(self, route: Route) -> Entry | None:
+        return self._memory.get(route.cache_key)
+
+    async def watch(self, route: Route) -> AsyncIterator[AccessToken]:
+        """The current token, then each new one for the route, for as long as the caller iterates."""
+        token = await self.token_for(route)
+        yield token
+        while True:
+            changed = self._changed.setdefault(route.cache_key, asyncio.Event())
+            await changed.wait()
+            entry = self._memory.get(route.cache_key)
+            if entry is not None and entry.token is not token:
+                token = entry.token
+                yield token
+
     async def _load(self, route: Route, min_remaining: timedelta) -> AccessToken:
-        # A caller who joined a fetch started for a smaller min_remaining may need one more, forced fetch.
-        for skip_store in (False, True):
-            entry = await asyncio.shield(self._shared_fill(route, min_remaining, skip_store=skip_store))
-            if self._clock() + min_remaining < entry.usable_until:
-                return entry.token
+        entry = await asyncio.shield(self._shared_fill(route, min_remaining, fresh=False))
+        if self.clock() + min_remaining < entry.usable_until:
+            return entry.token
+        # The caller joined a fill for a smaller min_remaining, or wants more than any token lives.
+        entry = await asyncio.shield(self._shared_fill(route, min_remaining, fresh=True))
+        if self.clock() + min_remaining < entry.usable_until:
+            return entry.token
         raise InvalidRequestError(
             "min_remaining_lifetime",
             f"longer than the tokens this target gets ({int(entry.token.lifetime.total_seconds())} s)",
         )
 
-    def _shared_fill(
-        self, route: Route, min_remaining: timedelta, *, skip_store: bool
-    ) -> asyncio.Task[_Entry]:
+    # --- refreshing -------------------------------------------------------------------------------------
+
+    def refresh_soon(self, route: Route) -> None:
+        """Starts one background refresh of the route unless one is already running."""
+        key = route.cache_key
+        if key not in self._refreshing:
+            task = asyncio.get_running_loop().create_task(self._refresh(route))
+            self._refreshing[key] = task
+            task.add_done_callback(lambda _: self._refreshing.pop(key, None))
+
+    async def _refresh(self, route: Route) -> None:
+        for attempt in range(1_000):
+            try:
+                await asyncio.shield(self._shared_fill(route, _NO_TIME, fresh=True))
+            except BrokerError as exc:
+                self.metrics.refresh("failed")
+                entry = self._memory.get(route.cache_key)
+                delay = self._backoff.delay(attempt, random.random())  # noqa: S311 - jitter, not secrecy
+                if entry is None or self.clock() + delay >= entry.usable_until:
+                    _log.warning("refresh of %s failed, token runs out: %s", route.cache_key, exc.reason)
+                    return  # callers fetch (and see the error) once nothing valid is left
+                _log.info(
+                    "refresh of %s failed (%s), retrying in %.1f s",
+                    route.cache_key,
+                    exc.reason,
+                    delay.total_seconds(),
+                )
+                await asyncio.sleep(delay.total_seconds())
+            else:
+                self.metrics.refresh("ok")
+                return
+
+    # --- filling: one task per key in this process ------------------------------------------------------
+
+    def _shared_fill(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> asyncio.Task[Entry]:
         key = route.cache_key
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(
-                self._fill(route, min_remaining, skip_store=skip_store)
-            )
+            task = asyncio.get_running_loop().create_task(self._fill(route, min_remaining, fresh=fresh))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
         return task
 
-    def _forget(self, key: str, task: asyncio.Task[_Entry]) -> None:
+    def _forget(self, key: str, task: asyncio.Task[Entry]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
         if not task.cancelled():
-            task.exception()  # retrieved here so that a fetch nobody waits for any more is not reported
+            task.exception()  # retrieved, so a fill nobody waits for any more is not reported as lost
 
-    async def _fill(self, route: Route, min_remaining: timedelta, *, skip_store: bool) -> _Entry:
+    def _good(self, entry: Entry, min_remaining: timedelta, *, fresh: bool) -> bool:
+        now = self.clock()
+        return now + min_remaining < entry.usable_until and (not fresh or now < entry.refresh_at)
+
+    async def _fill(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> Entry:
         key = route.cache_key
-        if self._store is not None and not skip_store:
-            stored = await self._read_store(key)
+        with tracer.start_as_current_span("broker.token.fill", attributes={"broker.cache_key": key}):
+            entry = self._memory.get(key)
+            if entry is not None and self._good(entry, min_remaining, fresh=fresh):
+                return entry
+            stored = await self._from_store(route, min_remaining, fresh=fresh)
             if stored is not None:
-                entry = self._entry(stored)
-                if self._clock() + min_remaining < entry.usable_until:
-                    self._memory[key] = entry
-                    return entry
-        token = await self._source.fetch_client_credentials(route.client, route.target, route.details)
-        entry = self._entry(token)
-        self._memory[key] = entry
-        if self._store is not None:
-            await self._write_store(key, entry)
+                return stored
+            if self._coordinator is not None:
+                coordinated = await self._fill_coordinated(route, min_remaining, fresh=fresh)
+                if coordinated is not None:
+                    return coordinated
+            entry = await self._fetch(route)
+            if self._store is not None:
+                await self._store_call("write", self._store.put(key, entry.token, self._ttl(entry)))
+            return entry
+
+    async def _from_store(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> Entry | None:
+        if self._store is None:
+            return None
+        token = await self._store_call("read", self._store.get(route.cache_key))
+        if token is None:
+            return None
+        entry = self._entry(route, token)
+        if not self._good(entry, min_remaining, fresh=fresh):
+            return None
+        self._install(route, entry, SOURCE_STORE)
         return entry
 
-    def _entry(self, token: AccessToken) -> _Entry:
-        # A skew larger than half the lifetime would make short-lived tokens useless on arrival.
-        skew = min(self._skew, token.lifetime / 2)
-        return _Entry(token, token.expires_at - skew)
+    async def _fill_coordinated(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> Entry | None:
+        """Fetches under the key's lease, or waits for the replica that holds it. None: fetch directly."""
+        assert self._coordinator is not None
+        for _ in range(3):
+            lease = await self._store_call(
+                "lease", self._coordinator.try_lease(route.cache_key, self._lease_ttl)
+            )
+            if self._store_down:
+                return None
+            if lease is not None:
+                return await self._fetch_under_lease(route, lease, min_remaining, fresh=fresh)
+            self.metrics.lease_contention()
+            entry = await self._await_other_replica(route, min_remaining, fresh=fresh)
+            if entry is not None:
+                return entry
+        return None
 
-    async def _read_store(self, key: str) -> AccessToken | None:
-        assert self._store is not None
+    async def _fetch_under_lease(
+        self, route: Route, lease: Lease, min_remaining: timedelta, *, fresh: bool
+    ) -> Entry:
+        assert self._coordinator is not None
+        coordinator = self._coordinator
+        stored = False
         try:
-            token = await self._store.get(key)
-        except StoreUnavailableError as exc:
-            self._note_store_fault(exc)
-            return None
-        self._note_store_ok()
-        return token
+            # The previous holder may have stored its token just before we got the lease.
+            entry = await self._from_store(route, min_remaining, fresh=fresh)
+            if entry is not None:
+                return entry
+            renewer = asyncio.get_running_loop().create_task(self._keep_lease(lease))
+            try:
+                entry = await self._fetch(route)
+            finally:
+                renewer.cancel()
+            stored = bool(
+                await self._store_call(
+                    "write", coordinator.put_if_holder(lease, entry.token, self._ttl(entry))
+                )
+            )
+            if not stored and not self._store_down:
+                _log.warning(
+                    "lease of %s was lost during the fetch; its token is not stored", route.cache_key
+                )
+            return entry
+        finally:
+            if not stored:
+                await self._store_call("release", coordinator.release(lease))
 
-    async def _write_store(self, key: str, entry: _Entry) -> None:
-        assert self._store is not None
-        ttl = entry.usable_until - self._clock()
-        if ttl <= _NO_TIME:
+    async def _keep_lease(self, lease: Lease) -> None:
+        assert self._coordinator is not None
+        while True:
+            await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
+            if not await self._store_call("renew", self._coordinator.renew(lease, self._lease_ttl)):
+                return
+
+    async def _await_other_replica(
+        self, route: Route, min_remaining: timedelta, *, fresh: bool
+    ) -> Entry | None:
+        assert self._coordinator is not None
+        deadline = time.monotonic() + self._lease_ttl.total_seconds()
+        while time.monotonic() < deadline:
+            changed = self._changed.setdefault(route.cache_key, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), _POLL)
+            entry = self._memory.get(route.cache_key)
+            if entry is not None and self._good(entry, min_remaining, fresh=fresh):
+                return entry
+            entry = await self._from_store(route, min_remaining, fresh=fresh)
+            if entry is not None:
+                return entry
+            if self._store_down or not await self._store_call(
+                "lease", self._coordinator.lease_held(route.cache_key)
+            ):
+                return None  # the holder is gone without a result: take the lease ourselves
+        return None
+
+    async def _fetch(self, route: Route) -> Entry:
+        token = await self._source.fetch_client_credentials(route.client, route.target, route.details)
+        entry = self._entry(route, token)
+        self._install(route, entry, SOURCE_STS)
+        return entry
+
+    # --- bookkeeping ------------------------------------------------------------------------------------
+
+    def _entry(self, route: Route, token: AccessToken) -> Entry:
+        return Entry(token, self._policy.refresh_at(token, route.cache_key), self._policy.usable_until(token))
+
+    def _ttl(self, entry: Entry) -> timedelta:
+        return max(entry.usable_until - self.clock(), timedelta(milliseconds=1))
+
+    def _install(self, route: Route, entry: Entry, source: str) -> None:
+        current = self._memory.get(route.cache_key)
+        if current is not None and current.token.value == entry.token.value:
             return
+        if current is not None and current.token.expires_at > entry.token.expires_at:
+            return  # never replace a token with an older one
+        self._memory[route.cache_key] = entry
+        self.metrics.time_to_expiry(entry.token.remaining(self.clock()).total_seconds())
+        changed = self._changed.pop(route.cache_key, None)
+        if changed is not None:
+            changed.set()
+        if self.on_installed is not None:
+            self.on_installed(route, entry)
+
+    def _on_remote_renewal(self, cache_key: str) -> None:
+        """Another replica stored a new token: load it, so process memory is never staler than the store."""
+        route = self.routes.by_key(cache_key)
+        if route is None or self._store is None:
+            return
+        entry = self._memory.get(cache_key)
+        if entry is None and cache_key not in self._changed:
+            return  # nobody here uses or awaits this key
+        self._spawn(self._from_store(route, _NO_TIME, fresh=False))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _store_call(self, operation: str, call: Coroutine[Any, Any, Any]) -> Any:
+        """Runs one store operation; a store fault is counted, logged once per outage, and yields None."""
         try:
-            await self._store.put(key, entry.token, ttl)
+            result = await call
         except StoreUnavailableError as exc:
-            self._note_store_fault(exc)
-        else:
-            self._note_store_ok()
-
-    def _note_store_fault(self, exc: StoreUnavailableError) -> None:
-        # Logged once per outage, not per call: an outage must not flood the logs.
-        if not self._store_down:
-            self._store_down = True
-            _log.warning("shared store unavailable, serving from process memory and the STS: %s", exc.message)
-
-    def _note_store_ok(self) -> None:
+            self.metrics.store_error(operation)
+            if not self._store_down:
+                self._store_down = True
+                _log.warning(
+                    "shared store unavailable, going on with process memory and the STS: %s", exc.message
+                )
+            return None
         if self._store_down:
             self._store_down = False
             _log.info("shared store is back")
+        return result
 
     async def close(self) -> None:
-        for task in list(self._inflight.values()):
+        tasks = [*self._inflight.values(), *self._refreshing.values(), *self._background]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._store is not None:
             await self._store.close()

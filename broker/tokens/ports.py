@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -25,3 +25,40 @@ class TokenStore(Protocol):
     async def put(self, key: str, token: AccessToken, ttl: timedelta) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """The right to fetch one key's token, proven by a fencing number that only grows."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def fencing(self) -> int: ...
+
+
+class Coordinator(Protocol):
+    """Cross-replica single-flight: leases with fencing, compare-and-set writes, renewal notices.
+
+    Every method raises StoreUnavailableError when the shared store cannot answer.
+    """
+
+    async def try_lease(self, key: str, ttl: timedelta) -> Lease | None:
+        """A lease, or None while another holder has one."""
+        ...
+
+    async def renew(self, lease: Lease, ttl: timedelta) -> bool:
+        """False when the lease was lost (expired and maybe taken by another)."""
+        ...
+
+    async def put_if_holder(self, lease: Lease, token: AccessToken, ttl: timedelta) -> bool:
+        """Stores the token, releases the lease and tells every replica, only if the lease still holds."""
+        ...
+
+    async def release(self, lease: Lease) -> None: ...
+
+    async def lease_held(self, key: str) -> bool: ...
+
+    def on_renewal(self, callback: Callable[[str], None]) -> None:
+        """`callback(cache_key)` runs, in the event loop, when any replica stored a new token for a key."""
+        ...

@@ -44,6 +44,7 @@ class RouteTable:
             for target_name in tenant.targets:
                 route = build_route(tenant, targets[target_name], clients[tenant.client])
                 self._routes[(tenant.name, target_name)] = route
+        self._by_key = {route.cache_key: route for route in self._routes.values()}
 
     def resolve(self, tenant: str, target: str) -> Route:
         route = self._routes.get((tenant, target))
@@ -62,6 +63,13 @@ class RouteTable:
 
     def routes(self) -> list[Route]:
         return list(self._routes.values())
+
+    def by_key(self, cache_key: str) -> Route | None:
+        return self._by_key.get(cache_key)
+
+    def warm(self) -> list[Route]:
+        """The routes the configuration asks to keep fetched and fresh without waiting for a caller."""
+        return [route for route in self._routes.values() if route.target.name in route.tenant.warm_targets]
 
 
 def build_route(tenant: Tenant, target: Target, client: Client) -> Route:

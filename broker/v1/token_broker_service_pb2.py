@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$broker/v1/token_broker_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\x0b\x41\x63\x63\x65ssToken\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\ntoken_type\x18\x02 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x11\n\taudiences\x18\x05 \x03(\t\x12\x17\n\x0frejected_scopes\x18\x06 \x03(\t\x12\x10\n\x08\x64pop_jkt\x18\x07 \x01(\t\"~\n\x0fGetTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\x16min_remaining_lifetime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"@\n\x10GetTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"\xce\x01\n\x17\x41uthorizeRequestRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bhttp_method\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03url\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\ndpop_nonce\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12?\n\x16min_remaining_lifetime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"\x9a\x01\n\x18\x41uthorizeRequestResponse\x12\x15\n\rauthorization\x18\x01 \x01(\t\x12\x0c\n\x04\x64pop\x18\x02 \x01(\t\x12(\n\ntoken_type\x18\x03 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x16\n\x14GetBrokerInfoRequest\"(\n\x15GetBrokerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*S\n\tTokenType\x12\x1a\n\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11TOKEN_TYPE_BEARER\x10\x01\x12\x13\n\x0fTOKEN_TYPE_DPOP\x10\x02\x32\x8a\x02\n\x12TokenBrokerService\x12\x43\n\x08GetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12[\n\x10\x41uthorizeRequest\x12\".broker.v1.AuthorizeRequestRequest\x1a#.broker.v1.AuthorizeRequestResponse\x12R\n\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseBr\n\x14no.helseid.broker.v1B\x17TokenBrokerServiceProtoP\x01Z+helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$broker/v1/token_broker_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\x0b\x41\x63\x63\x65ssToken\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\ntoken_type\x18\x02 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x11\n\taudiences\x18\x05 \x03(\t\x12\x17\n\x0frejected_scopes\x18\x06 \x03(\t\x12\x10\n\x08\x64pop_jkt\x18\x07 \x01(\t\"~\n\x0fGetTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\x16min_remaining_lifetime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"@\n\x10GetTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"\xce\x01\n\x17\x41uthorizeRequestRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bhttp_method\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03url\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\ndpop_nonce\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12?\n\x16min_remaining_lifetime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"\x9a\x01\n\x18\x41uthorizeRequestResponse\x12\x15\n\rauthorization\x18\x01 \x01(\t\x12\x0c\n\x04\x64pop\x18\x02 \x01(\t\x12(\n\ntoken_type\x18\x03 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x11WatchTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12WatchTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"\x16\n\x14GetBrokerInfoRequest\"(\n\x15GetBrokerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*S\n\tTokenType\x12\x1a\n\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11TOKEN_TYPE_BEARER\x10\x01\x12\x13\n\x0fTOKEN_TYPE_DPOP\x10\x02\x32\xd7\x02\n\x12TokenBrokerService\x12\x43\n\x08GetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12[\n\x10\x41uthorizeRequest\x12\".broker.v1.AuthorizeRequestRequest\x1a#.broker.v1.AuthorizeRequestResponse\x12K\n\nWatchToken\x12\x1c.broker.v1.WatchTokenRequest\x1a\x1d.broker.v1.WatchTokenResponse0\x01\x12R\n\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseBr\n\x14no.helseid.broker.v1B\x17TokenBrokerServiceProtoP\x01Z+helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,8 +53,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHORIZEREQUESTREQUEST'].fields_by_name['dpop_nonce']._serialized_options = b'\342A\001\001'
   _globals['_AUTHORIZEREQUESTREQUEST'].fields_by_name['min_remaining_lifetime']._loaded_options = None
   _globals['_AUTHORIZEREQUESTREQUEST'].fields_by_name['min_remaining_lifetime']._serialized_options = b'\342A\001\001'
-  _globals['_TOKENTYPE']._serialized_start=975
-  _globals['_TOKENTYPE']._serialized_end=1058
+  _globals['_WATCHTOKENREQUEST'].fields_by_name['tenant']._loaded_options = None
+  _globals['_WATCHTOKENREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHTOKENREQUEST'].fields_by_name['target']._loaded_options = None
+  _globals['_WATCHTOKENREQUEST'].fields_by_name['target']._serialized_options = b'\342A\001\002'
+  _globals['_TOKENTYPE']._serialized_start=1108
+  _globals['_TOKENTYPE']._serialized_end=1191
   _globals['_ACCESSTOKEN']._serialized_start=150
   _globals['_ACCESSTOKEN']._serialized_end=347
   _globals['_GETTOKENREQUEST']._serialized_start=349
@@ -65,10 +69,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHORIZEREQUESTREQUEST']._serialized_end=750
   _globals['_AUTHORIZEREQUESTRESPONSE']._serialized_start=753
   _globals['_AUTHORIZEREQUESTRESPONSE']._serialized_end=907
-  _globals['_GETBROKERINFOREQUEST']._serialized_start=909
-  _globals['_GETBROKERINFOREQUEST']._serialized_end=931
-  _globals['_GETBROKERINFORESPONSE']._serialized_start=933
-  _globals['_GETBROKERINFORESPONSE']._serialized_end=973
-  _globals['_TOKENBROKERSERVICE']._serialized_start=1061
-  _globals['_TOKENBROKERSERVICE']._serialized_end=1327
+  _globals['_WATCHTOKENREQUEST']._serialized_start=909
+  _globals['_WATCHTOKENREQUEST']._serialized_end=972
+  _globals['_WATCHTOKENRESPONSE']._serialized_start=974
+  _globals['_WATCHTOKENRESPONSE']._serialized_end=1040
+  _globals['_GETBROKERINFOREQUEST']._serialized_start=1042
+  _globals['_GETBROKERINFOREQUEST']._serialized_end=1064
+  _globals['_GETBROKERINFORESPONSE']._serialized_start=1066
+  _globals['_GETBROKERINFORESPONSE']._serialized_end=1106
+  _globals['_TOKENBROKERSERVICE']._serialized_start=1194
+  _globals['_TOKENBROKERSERVICE']._serialized_end=1537
 # @@protoc_insertion_point(module_scope)

@@ -83,6 +83,20 @@ class AuthorizeRequestResponse(_message.Message):
     expire_time: _timestamp_pb2.Timestamp
     def __init__(self, authorization: _Optional[str] = ..., dpop: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class WatchTokenRequest(_message.Message):
+    __slots__ = ("tenant", "target")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    target: str
+    def __init__(self, tenant: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class WatchTokenResponse(_message.Message):
+    __slots__ = ("access_token",)
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    access_token: AccessToken
+    def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
+
 class GetBrokerInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -51,6 +51,11 @@ class TokenBrokerServiceStub:
                 request_serializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeRequestRequest.SerializeToString,
                 response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeRequestResponse.FromString,
                 _registered_method=True)
+        self.WatchToken = channel.unary_stream(
+                '/broker.v1.TokenBrokerService/WatchToken',
+                request_serializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenRequest.SerializeToString,
+                response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenResponse.FromString,
+                _registered_method=True)
         self.GetBrokerInfo = channel.unary_unary(
                 '/broker.v1.TokenBrokerService/GetBrokerInfo',
                 request_serializer=broker_dot_v1_dot_token__broker__service__pb2.GetBrokerInfoRequest.SerializeToString,
@@ -84,6 +89,15 @@ class TokenBrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchToken(self, request, context):
+        """Sends the current access token of a (tenant, target) pair, then each renewed token as soon as the broker
+        has it, until the caller hangs up. While a caller watches, the broker keeps the token fresh. After a
+        broker restart the caller reconnects and gets the current token first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetBrokerInfo(self, request, context):
         """Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
         ceiling of what the gRPC framework can serve on the machine.
@@ -104,6 +118,11 @@ def add_TokenBrokerServiceServicer_to_server(servicer, server):
                     servicer.AuthorizeRequest,
                     request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeRequestRequest.FromString,
                     response_serializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeRequestResponse.SerializeToString,
+            ),
+            'WatchToken': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchToken,
+                    request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenRequest.FromString,
+                    response_serializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenResponse.SerializeToString,
             ),
             'GetBrokerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBrokerInfo,
@@ -172,6 +191,33 @@ class TokenBrokerService:
             '/broker.v1.TokenBrokerService/AuthorizeRequest',
             broker_dot_v1_dot_token__broker__service__pb2.AuthorizeRequestRequest.SerializeToString,
             broker_dot_v1_dot_token__broker__service__pb2.AuthorizeRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/broker.v1.TokenBrokerService/WatchToken',
+            broker_dot_v1_dot_token__broker__service__pb2.WatchTokenRequest.SerializeToString,
+            broker_dot_v1_dot_token__broker__service__pb2.WatchTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from broker.config import StoreSettings
-from broker.store.redis import KEY_PREFIX
+from broker.store.redis import PREFIX
 from tests.fixtures.broker_server import broker_config, get_token, running_broker, sfm_clients
 from tests.fixtures.redis_server import RunningRedis, start_redis
 from tests.fixtures.sts import running_sts
@@ -32,7 +32,7 @@ async def test_second_broker_reads_the_token_from_redis_without_asking_the_sts(
         assert again.token == token.token
         assert sts.stats()["token_requests"] == before
     client = aioredis.Redis.from_url(redis_server.url)
-    keys = [key async for key in client.scan_iter(match=KEY_PREFIX + "v1:oslo:*")]
+    keys = [key async for key in client.scan_iter(match=PREFIX + "{v1:oslo:*}:tok")]
     values = [await client.get(key) for key in keys]
     await client.aclose()
     assert values

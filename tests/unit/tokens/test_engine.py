@@ -19,6 +19,7 @@ from broker.errors import (
 from broker.model import AccessToken, Client, Target, Tenancy, Tenant, TokenType
 from broker.protocol import keys
 from broker.tokens.engine import TokenEngine
+from broker.tokens.policy import Backoff, FreshnessPolicy
 from broker.tokens.routes import RouteTable
 
 START = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -84,18 +85,65 @@ def routes() -> RouteTable:
     return RouteTable({"c": client}, targets, tenants)
 
 
-def engine_with(routes: RouteTable, **kwargs: Any) -> tuple[TokenEngine, CountingSource, Clock]:
+def engine_with(
+    routes: RouteTable, expiry_skew: timedelta = timedelta(seconds=30), **kwargs: Any
+) -> tuple[TokenEngine, CountingSource, Clock]:
     clock = Clock()
     source = CountingSource(clock)
-    return TokenEngine(routes, source, clock=clock, **kwargs), source, clock
+    policy = FreshnessPolicy(refresh_fraction=0.5, jitter_fraction=0, expiry_skew=expiry_skew)
+    backoff = Backoff(initial=timedelta(milliseconds=5), maximum=timedelta(milliseconds=20))
+    engine = TokenEngine(routes, source, clock=clock, policy=policy, backoff=backoff, **kwargs)
+    return engine, source, clock
+
+
+async def settle() -> None:
+    """Lets background tasks run (they use the fake clock, and sleep only for back-off)."""
+    for _ in range(5):
+        await asyncio.sleep(0.03)
 
 
 async def test_cached_token_is_served_when_still_fresh(routes: RouteTable) -> None:
     engine, source, clock = engine_with(routes)
     first = await engine.get_token("a", "sfm")
+    clock.now += timedelta(seconds=140)
+    assert await engine.get_token("a", "sfm") is first
+    await settle()
+    assert source.calls == 1
+
+
+async def test_stale_token_is_served_and_refreshed_once_in_the_background(routes: RouteTable) -> None:
+    engine, source, clock = engine_with(routes)
+    first = await engine.get_token("a", "sfm")
+    clock.now += timedelta(seconds=160)  # past half of the 300 s lifetime
+    served = [await engine.get_token("a", "sfm") for _ in range(20)]
+    assert all(token is first for token in served)
+    await settle()
+    assert source.calls == 2
+    assert (await engine.get_token("a", "sfm")).value == "token-2"
+
+
+async def test_failing_refresh_does_not_disturb_callers_while_the_token_is_valid(routes: RouteTable) -> None:
+    engine, source, clock = engine_with(routes)
+    first = await engine.get_token("a", "sfm")
+    source.fail = IdpUnavailableError("down", issuer="https://sts.test")
     clock.now += timedelta(seconds=200)
     assert await engine.get_token("a", "sfm") is first
-    assert source.calls == 1
+    await settle()
+    assert source.calls > 2  # retried with back-off
+    assert await engine.get_token("a", "sfm") is first
+    source.fail = None
+    await settle()
+    assert (await engine.get_token("a", "sfm")).value.startswith("token-")
+    assert (await engine.get_token("a", "sfm")) is not first
+
+
+async def test_token_is_never_served_past_expiry_minus_skew_when_the_sts_is_down(routes: RouteTable) -> None:
+    engine, source, clock = engine_with(routes)
+    first = await engine.get_token("a", "sfm")
+    source.fail = IdpUnavailableError("down", issuer="https://sts.test")
+    clock.now = first.expires_at - timedelta(seconds=30)
+    with pytest.raises(IdpUnavailableError):
+        await engine.get_token("a", "sfm")
 
 
 async def test_token_is_replaced_when_inside_the_expiry_skew(routes: RouteTable) -> None:
@@ -118,9 +166,9 @@ async def test_min_remaining_lifetime_forces_a_new_token_when_the_cached_one_is_
 ) -> None:
     engine, source, clock = engine_with(routes)
     await engine.get_token("a", "sfm")
-    clock.now += timedelta(seconds=200)
-    token = await engine.get_token("a", "sfm", timedelta(seconds=120))
-    assert token.remaining(clock.now) >= timedelta(seconds=120)
+    clock.now += timedelta(seconds=140)
+    token = await engine.get_token("a", "sfm", timedelta(seconds=150))
+    assert token.remaining(clock.now) >= timedelta(seconds=150)
     assert source.calls == 2
 
 

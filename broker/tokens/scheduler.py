@@ -1,0 +1,129 @@
+"""Keeps warm routes fetched and fresh without waiting for callers, within a request budget toward the STS.
+
+At start the warm routes are spread over a window (at least as long as the budget needs to fetch them all),
+so thousands of tenants do not hit HelseID in the same second. After each new token a route is due again at
+its `refresh_at`, which carries the policy's jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from broker.tokens.engine import Entry, TokenEngine
+from broker.tokens.routes import Route
+
+_log = logging.getLogger(__name__)
+
+
+class RequestBudget:
+    """A token bucket: at most `rate` starts per second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("the budget must be above zero requests per second")
+        self._rate = rate
+        self._burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self._burst
+        self._stamp = time.monotonic()
+
+    async def take(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+class RefreshScheduler:
+    """Refreshes kept routes when they are due; `keep`/`release` add routes while a watcher needs them."""
+
+    def __init__(
+        self,
+        engine: TokenEngine,
+        *,
+        budget: RequestBudget,
+        startup_spread: timedelta = timedelta(seconds=10),
+        retry_after: timedelta = timedelta(seconds=15),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._budget = budget
+        self._startup_spread = startup_spread
+        self._retry_after = retry_after
+        self._clock = clock or engine.clock
+        self._due: list[tuple[datetime, str]] = []
+        self._kept: dict[str, int] = {}
+        self._wake = asyncio.Event()
+        self.started = 0
+        engine.on_installed = self._on_installed
+
+    def start_warm(self, routes: list[Route], rate: float) -> None:
+        """Schedules the first fetch of each warm route, spread so the budget is never the bottleneck."""
+        spread = max(self._startup_spread.total_seconds(), len(routes) / rate)
+        now = self._clock()
+        for route in routes:
+            self._kept[route.cache_key] = self._kept.get(route.cache_key, 0) + 1
+            offset = timedelta(seconds=random.uniform(0, spread))  # noqa: S311 - spreading, not secrecy
+            heapq.heappush(self._due, (now + offset, route.cache_key))
+        self._wake.set()
+
+    def keep(self, route: Route) -> None:
+        self._kept[route.cache_key] = self._kept.get(route.cache_key, 0) + 1
+        entry = self._engine.cached(route)
+        if entry is not None:
+            self._push(entry.refresh_at, route.cache_key)
+
+    def release(self, route: Route) -> None:
+        count = self._kept.get(route.cache_key, 0) - 1
+        if count > 0:
+            self._kept[route.cache_key] = count
+        else:
+            self._kept.pop(route.cache_key, None)
+
+    def _on_installed(self, route: Route, entry: Entry) -> None:
+        if route.cache_key in self._kept:
+            self._push(entry.refresh_at, route.cache_key)
+
+    def _push(self, at: datetime, key: str) -> None:
+        heapq.heappush(self._due, (at, key))
+        if self._due[0][1] == key:
+            self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            if not self._due:
+                await self._wait(None)
+                continue
+            at, key = self._due[0]
+            delay = (at - self._clock()).total_seconds()
+            if delay > 0:
+                await self._wait(delay)
+                continue
+            heapq.heappop(self._due)
+            route = self._engine.routes.by_key(key)
+            if route is None or key not in self._kept or not self._is_due(route):
+                continue  # superseded by a newer token, or no longer kept
+            await self._budget.take()
+            self.started += 1
+            self._engine.refresh_soon(route)
+            # Looked at again later in case this refresh fails; a new token makes the look a no-op.
+            self._push(self._clock() + self._retry_after, key)
+
+    def _is_due(self, route: Route) -> bool:
+        entry = self._engine.cached(route)
+        return entry is None or self._clock() >= entry.refresh_at
+
+    async def _wait(self, seconds: float | None) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
