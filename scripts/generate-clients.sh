@@ -15,15 +15,14 @@
 # googleapis protos (google/api/field_behavior.proto, google/rpc/*.proto) come from the installed
 # googleapis-common-protos Python package, as in scripts/generate.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-root=$PWD
 
+# protoc-gen-go matches the google.golang.org/protobuf runtime required in clients/go/go.mod.
 GO_PROTOBUF_VERSION=v1.36.12
 GO_GRPC_PLUGIN_VERSION=v1.6.2
 GO_MODULE=helseid-broker/clients/go
 TS_DIR=clients/typescript
 
-out=$root
+out=
 install_only=false
 while (($#)); do
   case $1 in
@@ -32,12 +31,15 @@ while (($#)); do
     *) echo "usage: $0 [--out DIR | --install-tools]" >&2; exit 2 ;;
   esac
 done
+cd "$(dirname "$0")/.."
+root=$PWD
+out=${out:-$root}
 
 # go install NAME PACKAGE VERSION: installs a Go binary once per version into build/tools/NAME@VERSION/.
 go_tool() {
   local dir=$root/build/tools/$1@$3
   if [[ ! -x $dir/$1 ]]; then
-    GOBIN=$dir GOFLAGS=-mod=mod go install "$2@$3"
+    GOBIN=$dir go install "$2@$3"
   fi
   echo "$dir/$1"
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Lints protos/ with buf at STANDARD, with no ignores (config: protos/buf.yaml); exits non-zero on any
 # finding. Installs the pinned buf from scripts/buf/package-lock.json on first use (npm ci; cached in
-# scripts/buf/node_modules). google/api/*.proto come from the installed googleapis-common-protos Python
-# package and are copied into protos/.deps/googleapis for the run: buf compiles against them as a second
-# module of the workspace but does not lint them.
+# scripts/buf/node_modules). The googleapis protos (google/api/field_behavior.proto and the others that the
+# installed googleapis-common-protos Python package ships) are copied into protos/.deps/googleapis for the
+# run: buf compiles against them as a second module of the workspace but does not lint them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +15,11 @@ if ! cmp -s "$tools/package-lock.json" "$stamp"; then
 fi
 buf=$PWD/$tools/node_modules/.bin/buf
 
-# One run at a time per machine: runs share protos/.deps.
-exec 9>"${TMPDIR:-/tmp}/helseid-broker-lint-protos.lock"
-flock 9
+# One run at a time per machine, where flock(1) exists: runs in one checkout share protos/.deps.
+if command -v flock >/dev/null; then
+  exec 9>"${TMPDIR:-/tmp}/helseid-broker-lint-protos.lock"
+  flock 9
+fi
 
 deps=$PWD/protos/.deps
 trap 'rm -rf "$deps"' EXIT
