@@ -1,0 +1,59 @@
+"""The refresh scheduler: warm routes are fetched spread out, within the budget, and kept fresh."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+from broker.model import Client, Target, Tenancy, Tenant
+from broker.protocol import keys
+from broker.tokens.engine import TokenEngine
+from broker.tokens.policy import FreshnessPolicy
+from broker.tokens.routes import RouteTable
+from broker.tokens.scheduler import RefreshScheduler, RequestBudget
+from tests.unit.tokens.test_engine import Clock, CountingSource
+
+
+def many_tenants(count: int) -> RouteTable:
+    key = keys.generate_signing_key("ES256")
+    client = Client("c", "client-id", "https://sts.test", Tenancy.MULTI, key, key)
+    target = Target("sfm", ("e-helse:sfm.api/sfm.api2",))
+    tenants = {
+        f"t{n}": Tenant(f"t{n}", "c", ("sfm",), orgnr_parent=f"{100000000 + n}", warm_targets=("sfm",))
+        for n in range(count)
+    }
+    return RouteTable({"c": client}, {"sfm": target}, tenants)
+
+
+async def test_budget_limits_the_rate_of_starts() -> None:
+    budget = RequestBudget(rate=50, burst=1)
+    started = time.monotonic()
+    for _ in range(11):
+        await budget.take()
+    assert time.monotonic() - started >= 0.19  # 10 waits of 1/50 s after the first
+
+
+async def test_warm_routes_are_all_fetched_within_the_budget_and_refreshed_when_due() -> None:
+    routes = many_tenants(40)
+    clock = Clock()
+    source = CountingSource(clock)
+    engine = TokenEngine(routes, source, clock=clock, policy=FreshnessPolicy(jitter_fraction=0))
+    scheduler = RefreshScheduler(engine, budget=RequestBudget(rate=400), startup_spread=timedelta(0))
+    scheduler.start_warm(routes.warm(), rate=400)  # spread over 40 / 400 = 0.1 s of the test's clock
+    clock.now += timedelta(seconds=1)
+    running = asyncio.create_task(scheduler.run())
+    for _ in range(500):  # bounded: at most 5 s on a busy machine
+        await asyncio.sleep(0.01)
+        if source.calls == 40:
+            break
+    assert source.calls == 40
+    assert all(engine.cached(route) is not None for route in routes.routes())
+    clock.now += timedelta(seconds=151)  # past refresh_at of every token (300 s lifetime, 50 %)
+    scheduler._wake.set()
+    for _ in range(500):  # bounded: at most 5 s on a busy machine
+        await asyncio.sleep(0.01)
+        if source.calls == 80:
+            break
+    running.cancel()
+    assert source.calls == 80  # each warm route renewed exactly once
