@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -89,7 +90,7 @@ async def test_500_callers_on_3_replicas_cause_one_sts_request_per_renewal(clust
     assert stats["token_requests"] == stats["tokens_issued"] + stats["nonce_challenges"]
     assert stats["nonce_challenges"] == 1  # learned once, shared by all replicas through Redis
     issued = sorted(issued_at(token) for token in result.tokens)
-    gaps = [later - earlier for earlier, later in zip(issued, issued[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(issued)]
     assert min(gaps) >= 2  # no two replicas renewed the same token (renewals are about 3 s apart)
 
 
@@ -127,8 +128,8 @@ async def test_unavailable_with_retry_info_when_nothing_valid_is_left_and_recove
     await asyncio.sleep(1.5)  # the breakers' cool-down
     after = await load(cluster.addresses, callers=30, seconds=2)
     print(
-        f"\nSTS down longer than the 3 s lifetime: {during.summary()}; {requests_during} STS requests in all; "
-        f"after recovery: {after.summary()}"
+        f"\nSTS down longer than the 3 s lifetime: {during.summary()}; "
+        f"{requests_during} STS requests in all; after recovery: {after.summary()}"
     )
     assert set(during.errors) == {"UNAVAILABLE"}
     assert during.expired == 0
