@@ -12,13 +12,17 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import grpc
 import pytest
 import redis.asyncio as aioredis
 
 from broker.protocol import keys
 from broker.store.redis import PREFIX
+from broker.v1 import token_broker_service_pb2 as pb
+from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 from tests.fixtures.cluster import (
     Replica,
     load,
@@ -195,3 +199,32 @@ async def test_a_replica_killed_while_holding_a_lease_does_not_block_the_others(
     assert len(result.tokens) == 1
     assert fencing == 2  # the second replica took a new lease; the dead one's can never write
     assert waited < 5
+
+
+async def test_watch_stream_sends_renewals_and_a_caller_reconnects_after_a_replica_dies(
+    cluster: Cluster,
+) -> None:
+    request = pb.WatchTokenRequest(tenant="oslo", target="sfm")
+    seen: list[str] = []
+    async with grpc.aio.insecure_channel(cluster.replicas[0].address) as channel:
+        stream = pb_grpc.TokenBrokerServiceStub(channel).WatchToken(request, timeout=30)
+        async for message in stream:
+            seen.append(message.access_token.token)
+            if len(seen) == 3:  # the current token and two renewals (6 s lifetime, renewed at about 3 s)
+                break
+        stream.cancel()
+        cluster.replicas[0].kill()
+    async with grpc.aio.insecure_channel(cluster.replicas[1].address) as channel:
+        stream = pb_grpc.TokenBrokerServiceStub(channel).WatchToken(request, timeout=30)
+        async for message in stream:
+            after_restart = message.access_token
+            break
+        stream.cancel()
+    expires = after_restart.expire_time.ToDatetime(tzinfo=UTC)
+    print(
+        f"\nwatch: {len(set(seen))} distinct tokens pushed by one replica; after it died the next replica "
+        f"sent {'the same' if after_restart.token == seen[-1] else 'a newer'} token first"
+    )
+    assert len(set(seen)) == 3
+    assert expires > datetime.now(UTC)
+    assert issued_at(after_restart.token) >= issued_at(seen[-1])
