@@ -96,3 +96,28 @@ class AccessToken:
 
     def remaining(self, now: datetime) -> timedelta:
         return self.expires_at - now
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    """Everything a token response of a user grant carries (authorization code, refresh, exchange)."""
+
+    access_token: AccessToken
+    refresh_token: str | None = field(default=None, repr=False)
+    # HelseID's `rt_expires_in`: when the refresh token, and so the user's session, runs out.
+    refresh_expires_at: datetime | None = None
+    id_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UserIdentity:
+    """Who logged in, from the verified ID token (HelseID's identity and HPR claims)."""
+
+    subject: str
+    pid: str | None = None
+    hpr_number: str | None = None
+    security_level: str | None = None
+    assurance_level: str | None = None
+    name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None

@@ -16,7 +16,6 @@ from broker import __version__
 from broker.api import status
 from broker.errors import BrokerError, InvalidRequestError
 from broker.model import AccessToken, TokenType
-from broker.telemetry import SOURCE_MEMORY
 from broker.tokens.authorize import RequestAuthorizer
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
@@ -45,7 +44,6 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
             token = await self._engine.get_token(
                 request.tenant, request.target, _min_remaining(request.min_remaining_lifetime)
             )
-            self._metrics.served("GetToken", SOURCE_MEMORY)
             return pb.GetTokenResponse(access_token=_access_token(token))
 
         return await _answer(call, context, self._metrics.failed)
@@ -66,7 +64,6 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
                 dpop_nonce=request.dpop_nonce or None,
                 min_remaining=_min_remaining(request.min_remaining_lifetime),
             )
-            self._metrics.served("AuthorizeRequest", SOURCE_MEMORY)
             return pb.AuthorizeRequestResponse(
                 authorization=result.authorization,
                 dpop=result.dpop or "",
@@ -91,7 +88,6 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
             self._scheduler.keep(route)
         try:
             async for token in self._engine.watch(route):
-                self._metrics.served("WatchToken", SOURCE_MEMORY)
                 yield pb.WatchTokenResponse(access_token=_access_token(token))
         except BrokerError as exc:
             self._metrics.failed(exc.reason)

@@ -14,12 +14,15 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class HTTPRequest:
-    """A request to send; `form` is the `application/x-www-form-urlencoded` body (empty for none)."""
+    """A request to send; `form` is the `application/x-www-form-urlencoded` body (empty for none).
+
+    A field given as a tuple is sent once per value (RFC 8707 allows several `resource` parameters).
+    """
 
     method: str
     url: str
     headers: Mapping[str, str]
-    form: Mapping[str, str]
+    form: Mapping[str, str | tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,16 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 from broker.errors import BrokerError, IdpRejectedError, IdpUnavailableError, ProtocolError
-from broker.model import AccessToken, TokenType
+from broker.model import AccessToken, TokenSet, TokenType
 from broker.protocol.http import HTTPRequest, HTTPResponse
 from broker.protocol.rfc7519 import unverified_claims
 
 CLIENT_ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLIENT_CREDENTIALS_GRANT_TYPE: Final = "client_credentials"
+AUTHORIZATION_CODE_GRANT_TYPE: Final = "authorization_code"
+REFRESH_TOKEN_GRANT_TYPE: Final = "refresh_token"  # noqa: S105 - a grant type name, not a secret
+# HelseID's own response field: the refresh token's remaining lifetime in seconds (helseid.md §6).
+RT_EXPIRES_IN: Final = "rt_expires_in"
 
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # §3.3 scope-token
 _ERROR_CODE: Final = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]+")  # §5.2 error
@@ -50,6 +54,37 @@ def client_credentials_grant(scopes: Sequence[str], resource: str | None) -> dic
         form["scope"] = " ".join(scopes)
     if resource:
         form["resource"] = resource
+    return form
+
+
+def authorization_code_grant(
+    code: str, *, redirect_uri: str, code_verifier: str, resource: str | None
+) -> dict[str, str]:
+    """§4.1.3 with PKCE (RFC 7636 §4.5) and one `resource` (RFC 8707), so the token has one audience."""
+    if not code:
+        raise ValueError("code must not be empty")
+    form = {
+        "grant_type": AUTHORIZATION_CODE_GRANT_TYPE,
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "code_verifier": code_verifier,
+    }
+    if resource:
+        form["resource"] = resource
+    return form
+
+
+def refresh_token_grant(
+    refresh_token: str, *, resource: str | None, scopes: Sequence[str] = ()
+) -> dict[str, str]:
+    """§6, with one `resource` so that HelseID issues a single-audience token for that API."""
+    if not refresh_token:
+        raise ValueError("refresh_token must not be empty")
+    form = {"grant_type": REFRESH_TOKEN_GRANT_TYPE, "refresh_token": refresh_token}
+    if resource:
+        form["resource"] = resource
+    if scopes:
+        form["scope"] = " ".join(scopes)
     return form
 
 
@@ -88,11 +123,31 @@ def parse_token_response(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     if not 200 <= response.status < 300:
-        raise _error_for(response, now=now, issuer=issuer)
+        raise error_for(response, now=now, issuer=issuer)
     try:
         return _access_token(response, now=now, expected_jkt=expected_jkt)
     except _InvalidResponseError as exc:
         raise ProtocolError(f"invalid token response: {exc}", issuer=issuer) from None
+
+
+def parse_token_set(
+    response: HTTPResponse, *, now: datetime, issuer: str, expected_jkt: str | None
+) -> TokenSet:
+    """Like parse_token_response, plus the refresh token, its lifetime and the ID token of a user grant."""
+    access_token = parse_token_response(response, now=now, issuer=issuer, expected_jkt=expected_jkt)
+    body = response.json_object() or {}
+    refresh_token = body.get("refresh_token")
+    id_token = body.get("id_token")
+    rt_expires_in = body.get(RT_EXPIRES_IN)
+    refresh_expires_at = None
+    if isinstance(rt_expires_in, int) and not isinstance(rt_expires_in, bool) and rt_expires_in > 0:
+        refresh_expires_at = now + timedelta(seconds=min(rt_expires_in, _MAX_EXPIRES_IN_S))
+    return TokenSet(
+        access_token=access_token,
+        refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        refresh_expires_at=refresh_expires_at,
+        id_token=id_token if isinstance(id_token, str) and id_token else None,
+    )
 
 
 def _oauth_error(response: HTTPResponse) -> tuple[str, str] | None:
@@ -111,7 +166,7 @@ def _oauth_error(response: HTTPResponse) -> tuple[str, str] | None:
     return error, _NOT_DESCRIPTION_CHAR.sub(" ", description)[:_MAX_DESCRIPTION_CHARS]
 
 
-def _error_for(response: HTTPResponse, *, now: datetime, issuer: str) -> BrokerError:
+def error_for(response: HTTPResponse, *, now: datetime, issuer: str) -> BrokerError:
     status = response.status
     error = _oauth_error(response)
     if status >= 500 or status == 429:

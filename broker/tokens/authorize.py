@@ -52,7 +52,7 @@ class RequestAuthorizer:
             raise PermissionDeniedError(
                 f"target {target!r} does not allow requests to this URL", reason="URL_NOT_ALLOWED", url=htu
             )
-        token = await self._engine.token_for(route, min_remaining)
+        token = await self._engine.token_for(route, min_remaining, rpc="AuthorizeRequest")
         if token.token_type is TokenType.BEARER:
             return RequestAuthorization(f"Bearer {token.value}", None, token)
         proof = rfc9449.build_dpop_proof(

@@ -22,7 +22,7 @@ from typing import Any
 
 from broker.errors import BrokerError, InvalidRequestError, StoreUnavailableError
 from broker.model import AccessToken
-from broker.telemetry import SOURCE_STORE, SOURCE_STS, Metrics, tracer
+from broker.telemetry import SOURCE_MEMORY, SOURCE_STORE, SOURCE_STS, Metrics, tracer
 from broker.tokens.policy import Backoff, FreshnessPolicy
 from broker.tokens.ports import Coordinator, Lease, TokenSource, TokenStore
 from broker.tokens.routes import Route, RouteTable
@@ -37,6 +37,7 @@ class Entry:
     token: AccessToken
     refresh_at: datetime
     usable_until: datetime
+    source: str = SOURCE_STS  # where this process got the token: the STS or the shared store
 
 
 def _system_clock() -> datetime:
@@ -80,27 +81,34 @@ class TokenEngine:
 
     # --- serving ----------------------------------------------------------------------------------------
 
-    async def get_token(self, tenant: str, target: str, min_remaining: timedelta = _NO_TIME) -> AccessToken:
-        return await self.token_for(self.routes.resolve(tenant, target), min_remaining)
+    async def get_token(
+        self, tenant: str, target: str, min_remaining: timedelta = _NO_TIME, *, rpc: str = "GetToken"
+    ) -> AccessToken:
+        return await self.token_for(self.routes.resolve(tenant, target), min_remaining, rpc=rpc)
 
-    async def token_for(self, route: Route, min_remaining: timedelta = _NO_TIME) -> AccessToken:
+    async def token_for(
+        self, route: Route, min_remaining: timedelta = _NO_TIME, *, rpc: str = "GetToken"
+    ) -> AccessToken:
         entry = self._memory.get(route.cache_key)
         if entry is not None:
             now = self.clock()
             if now + min_remaining < entry.usable_until:
                 if now >= entry.refresh_at:
                     self.refresh_soon(route)
+                self.metrics.served(rpc, SOURCE_MEMORY)
                 return entry.token
         if min_remaining < _NO_TIME:
             raise InvalidRequestError("min_remaining_lifetime", "must not be negative")
-        return await self._load(route, min_remaining)
+        entry = await self._load(route, min_remaining)
+        self.metrics.served(rpc, entry.source)
+        return entry.token
 
     def cached(self, route: Route) -> Entry | None:
         return self._memory.get(route.cache_key)
 
     async def watch(self, route: Route) -> AsyncIterator[AccessToken]:
         """The current token, then each new one for the route, for as long as the caller iterates."""
-        token = await self.token_for(route)
+        token = await self.token_for(route, rpc="WatchToken")
         yield token
         while True:
             changed = self._changed.setdefault(route.cache_key, asyncio.Event())
@@ -108,16 +116,17 @@ class TokenEngine:
             entry = self._memory.get(route.cache_key)
             if entry is not None and entry.token is not token:
                 token = entry.token
+                self.metrics.served("WatchToken", SOURCE_MEMORY)
                 yield token
 
-    async def _load(self, route: Route, min_remaining: timedelta) -> AccessToken:
+    async def _load(self, route: Route, min_remaining: timedelta) -> Entry:
         entry = await asyncio.shield(self._shared_fill(route, min_remaining, fresh=False))
         if self.clock() + min_remaining < entry.usable_until:
-            return entry.token
+            return entry
         # The caller joined a fill for a smaller min_remaining, or wants more than any token lives.
         entry = await asyncio.shield(self._shared_fill(route, min_remaining, fresh=True))
         if self.clock() + min_remaining < entry.usable_until:
-            return entry.token
+            return entry
         raise InvalidRequestError(
             "min_remaining_lifetime",
             f"longer than the tokens this target gets ({int(entry.token.lifetime.total_seconds())} s)",
@@ -200,10 +209,10 @@ class TokenEngine:
         token = await self._store_call("read", self._store.get(route.cache_key))
         if token is None:
             return None
-        entry = self._entry(route, token)
+        entry = self._entry(route, token, SOURCE_STORE)
         if not self._good(entry, min_remaining, fresh=fresh):
             return None
-        self._install(route, entry, SOURCE_STORE)
+        self._install(route, entry)
         return entry
 
     async def _fill_coordinated(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> Entry | None:
@@ -283,19 +292,20 @@ class TokenEngine:
 
     async def _fetch(self, route: Route) -> Entry:
         token = await self._source.fetch_client_credentials(route.client, route.target, route.details)
-        entry = self._entry(route, token)
-        self._install(route, entry, SOURCE_STS)
+        entry = self._entry(route, token, SOURCE_STS)
+        self._install(route, entry)
         return entry
 
     # --- bookkeeping ------------------------------------------------------------------------------------
 
-    def _entry(self, route: Route, token: AccessToken) -> Entry:
-        return Entry(token, self._policy.refresh_at(token, route.cache_key), self._policy.usable_until(token))
+    def _entry(self, route: Route, token: AccessToken, source: str) -> Entry:
+        refresh_at = self._policy.refresh_at(token, route.cache_key)
+        return Entry(token, refresh_at, self._policy.usable_until(token), source)
 
     def _ttl(self, entry: Entry) -> timedelta:
         return max(entry.usable_until - self.clock(), timedelta(milliseconds=1))
 
-    def _install(self, route: Route, entry: Entry, source: str) -> None:
+    def _install(self, route: Route, entry: Entry) -> None:
         current = self._memory.get(route.cache_key)
         if current is not None and current.token.value == entry.token.value:
             return
