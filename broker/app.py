@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from broker.api.server import create_server, mark_serving
 from broker.config import BrokerConfig, load_config
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.sts import StsClient
+from broker.observability import configure_logging, configure_telemetry, process_instance_id
 from broker.store.redis import RedisTokenStore
 from broker.telemetry import Metrics
 from broker.tokens.engine import TokenEngine
@@ -94,8 +96,10 @@ async def serve(
     reuse_port: bool = False,
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    worker: int = 0,
 ) -> None:
     """Serves until `stop` is set or SIGINT/SIGTERM arrives, then drains in-flight calls."""
+    telemetry = configure_telemetry(config.telemetry, service_instance=process_instance_id(), worker=worker)
     broker = build_broker(config)
     server, port, health = create_server(
         broker.engine, listen or config.server.listen, reuse_port=reuse_port, scheduler=broker.scheduler
@@ -118,6 +122,7 @@ async def serve(
             await scheduling
         await broker.engine.close()
         await broker.sts.close()
+        telemetry.shutdown()
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -133,11 +138,19 @@ def run_workers(config_path: Path, config: BrokerConfig, listen: str) -> None:
     """Runs `workers` processes sharing the port (SO_REUSEPORT): a Python gRPC server uses one core."""
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker, args=(str(config_path), listen), name=f"broker-worker-{index}")
+        context.Process(target=_worker, args=(str(config_path), listen, index), name=f"broker-worker-{index}")
         for index in range(config.server.workers)
     ]
     for process in processes:
         process.start()
+
+    def forward(signum: int, _: object) -> None:
+        # The workers drain their calls on SIGTERM; a container's stop must reach them, not orphan them.
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
     try:
         for process in processes:
             process.join()
@@ -151,10 +164,8 @@ def run_workers(config_path: Path, config: BrokerConfig, listen: str) -> None:
             process.join(timeout=10)
 
 
-def _worker(config_path: str, listen: str) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(processName)s %(levelname)s %(name)s %(message)s"
-    )
+def _worker(config_path: str, listen: str, index: int) -> None:
     config = load_config(Path(config_path))
+    configure_logging(config.telemetry, worker=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, listen=listen, reuse_port=True))
+        asyncio.run(serve(config, listen=listen, reuse_port=True, worker=index))

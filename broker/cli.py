@@ -14,17 +14,15 @@ from pathlib import Path
 from broker import __version__
 from broker.api.client import CallFailedError, authorize_request_json, get_token_json
 from broker.app import run_workers, serve
-from broker.config import DEFAULT_LISTEN, load_config
+from broker.config import DEFAULT_LISTEN, TelemetrySettings, load_config
 from broker.errors import ConfigurationError
+from broker.observability import configure_logging
 from broker.protocol import keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # One line per HTTP request to the STS or the dev authority is noise at INFO.
-    for noisy in ("httpx", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(TelemetrySettings())  # text at INFO until a configuration says otherwise
     try:
         return int(args.handler(args))
     except ConfigurationError as exc:
@@ -73,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN))
         return 0
     config = load_config(args.config)
+    configure_logging(config.telemetry)
     listen = args.listen or config.server.listen
     if config.server.workers > 1:
         run_workers(args.config, config, listen)
@@ -83,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print_ready(listen: str, port: int) -> None:
     host = listen.rsplit(":", 1)[0]
-    print(f"broker listening on {host}:{port}", file=sys.stderr, flush=True)
+    # Logged, not printed: with log_format = "json" every line on stderr is a JSON object.
+    logging.getLogger("broker").info("broker listening on %s:%d", host, port)
 
 
 def _token(args: argparse.Namespace) -> int:

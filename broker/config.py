@@ -66,6 +66,21 @@ class StsSettings:
     breaker_cool_down: timedelta = timedelta(seconds=5)
 
 
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    log_format: str = "text"
+    log_level: str = "INFO"
+    # "host:port" of the Prometheus scrape endpoint; worker N of a multi-process broker serves on port + N.
+    prometheus_listen: str | None = None
+    # Base URL of an OTLP/HTTP receiver (the collector's :4318); /v1/traces and /v1/metrics are appended.
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = 1.0
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
     clients: Mapping[str, Client]
@@ -75,6 +90,7 @@ class BrokerConfig:
     store: StoreSettings = StoreSettings()
     cache: CacheSettings = CacheSettings()
     sts: StsSettings = StsSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> BrokerConfig:
@@ -89,7 +105,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> BrokerC
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str]) -> BrokerConfig:
-    _only_keys(raw, "", {"authority", "server", "store", "cache", "sts", "clients", "targets", "tenants"})
+    sections = {"authority", "server", "store", "cache", "sts", "telemetry", "clients", "targets", "tenants"}
+    _only_keys(raw, "", sections)
     reader = _SecretReader(base_dir, environ)
     default_issuer = _parse_authority(_table(raw, "authority", required=False))
     clients = {
@@ -114,6 +131,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
         store=_parse_store(_table(raw, "store", required=False), reader),
         cache=_parse_cache(_table(raw, "cache", required=False)),
         sts=_parse_sts(_table(raw, "sts", required=False)),
+        telemetry=_parse_telemetry(_table(raw, "telemetry", required=False)),
     )
 
 
@@ -275,6 +293,31 @@ def _parse_sts(table: Mapping[str, Any]) -> StsSettings:
         breaker_threshold=threshold,
         breaker_cool_down=_seconds(table, "breaker_cool_down_s", "sts", defaults.breaker_cool_down),
     )
+
+
+def _parse_telemetry(table: Mapping[str, Any]) -> TelemetrySettings:
+    fields = {"log_format", "log_level", "prometheus_listen", "otlp_endpoint", "trace_sample_ratio"}
+    _only_keys(table, "telemetry", fields)
+    log_format = table.get("log_format", "text")
+    if log_format not in LOG_FORMATS:
+        raise ConfigurationError("telemetry.log_format", f"must be 'text' or 'json', not {log_format!r}")
+    log_level = table.get("log_level", "INFO")
+    if not isinstance(log_level, str) or log_level.upper() not in LOG_LEVELS:
+        raise ConfigurationError("telemetry.log_level", f"must be one of {', '.join(LOG_LEVELS)}")
+    listen = table.get("prometheus_listen")
+    if listen is not None:
+        host, _, port = listen.rpartition(":") if isinstance(listen, str) else ("", "", "")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigurationError("telemetry.prometheus_listen", "must be 'host:port'")
+    endpoint = table.get("otlp_endpoint")
+    if endpoint is not None:
+        parts = urlsplit(endpoint) if isinstance(endpoint, str) else None
+        if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigurationError("telemetry.otlp_endpoint", "must be an http or https URL")
+    ratio = table.get("trace_sample_ratio", 1.0)
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
+        raise ConfigurationError("telemetry.trace_sample_ratio", "must be a number from 0 to 1")
+    return TelemetrySettings(log_format, log_level.upper(), listen, endpoint, float(ratio))
 
 
 # --- secrets --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import urlsplit
 
 from joserfc.jwk import Key
 
@@ -16,6 +17,13 @@ from .algorithms import import_public_jwk
 Tenancy = Literal["single", "multi"]
 
 _ORGNR = re.compile(r"[0-9]{9}")  # not \d, which also matches non-ASCII digits
+
+# Grant types, named once; the token endpoint implements each of them (see grants.py).
+CLIENT_CREDENTIALS = "client_credentials"
+AUTHORIZATION_CODE = "authorization_code"
+REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type, not a secret
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 - RFC 8693 grant type
+KNOWN_GRANT_TYPES = (CLIENT_CREDENTIALS, AUTHORIZATION_CODE, REFRESH_TOKEN, TOKEN_EXCHANGE)
 
 
 def is_orgnr(value: object) -> bool:
@@ -34,6 +42,11 @@ class RegisteredClient:
     ``not_signed`` maps a parent org to the scopes whose terms it has not signed; those scopes are
     dropped and reported in ``rejected_scope``. ``allowed_resources`` defaults to the audiences of
     ``allowed_scopes``. Sequences may be given as lists; they are stored as tuples.
+
+    ``grant_types`` lists what the client may use at the token endpoint (and ``authorization_code``
+    also gates PAR and authorize). A client with ``authorization_code`` needs ``redirect_uris``;
+    ``redirect_uri`` must then match one of them exactly. ``allowed_scopes`` holds API scopes and may
+    also hold identity scopes (an auth-code client may use the standard identity scopes anyway).
     """
 
     client_id: str
@@ -47,7 +60,8 @@ class RegisteredClient:
     allowed_resources: Sequence[str] | None = None
     sfm_id: str | None = None
     require_dpop: bool = True
-    grant_types: Sequence[str] = ("client_credentials",)
+    grant_types: Sequence[str] = (CLIENT_CREDENTIALS,)
+    redirect_uris: Sequence[str] = ()
     _keys: Mapping[str, Key] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +81,11 @@ class RegisteredClient:
         if self.allowed_resources is not None:
             freeze("allowed_resources", _strings(self.allowed_resources, f"{where}: allowed_resources"))
         freeze("grant_types", _strings(self.grant_types, f"{where}: grant_types"))
+        if unknown := sorted(set(self.grant_types) - set(KNOWN_GRANT_TYPES)):
+            raise ValueError(f"{where}: unknown grant_types {unknown}; known are {list(KNOWN_GRANT_TYPES)}")
+        freeze("redirect_uris", _redirect_uris(self.redirect_uris, f"{where}: redirect_uris"))
+        if AUTHORIZATION_CODE in self.grant_types and not self.redirect_uris:
+            raise ValueError(f"{where}: a client with the {AUTHORIZATION_CODE} grant needs redirect_uris")
         if not isinstance(self.not_signed, Mapping):
             raise ValueError(f"{where}: not_signed must map parent org numbers to scope lists")
         not_signed: dict[str, tuple[str, ...]] = {}
@@ -174,6 +193,20 @@ def _strings(values: object, where: str) -> tuple[str, ...]:
     if not all(isinstance(v, str) and v for v in values):
         raise ValueError(f"{where} must be a list of non-empty strings")
     return tuple(cast("Sequence[str]", values))
+
+
+def _redirect_uris(values: object, where: str) -> tuple[str, ...]:
+    result = _strings(values, where) if values else ()
+    for uri in result:
+        try:
+            parts = urlsplit(uri)
+        except ValueError:
+            raise ValueError(f"{where}: {uri!r} is not a URI") from None
+        # OAuth compares redirect URIs as strings, so each must be absolute and carry no fragment
+        # (RFC 6749 §3.1.2); custom schemes of native apps are fine.
+        if not parts.scheme or parts.fragment or "#" in uri:
+            raise ValueError(f"{where}: {uri!r} must be an absolute URI without a fragment")
+    return result
 
 
 def _orgnrs(values: object, where: str) -> tuple[str, ...]:

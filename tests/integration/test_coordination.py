@@ -29,7 +29,9 @@ def now() -> datetime:
 
 
 @asynccontextmanager
-async def replica(config: BrokerConfig, redis_url: str, key: bytes, **engine: object) -> AsyncIterator[TokenEngine]:
+async def replica(
+    config: BrokerConfig, redis_url: str, key: bytes, **engine: object
+) -> AsyncIterator[TokenEngine]:
     """One broker replica's engine: its own process memory, HTTP client and Redis connections."""
     store = RedisTokenStore.from_url(redis_url, key)
     sts = StsClient(httpx.AsyncClient(timeout=10), now, shared_nonces=store)
@@ -92,7 +94,9 @@ async def test_a_renewal_reaches_every_replica_and_the_nonce_is_shared(
     assert stats["nonce_challenges"] == 1  # b used the nonce a learned, through Redis
 
 
-async def test_watch_sends_the_current_token_then_each_renewal(redis_server: RunningRedis, tmp_path: Path) -> None:
+async def test_watch_sends_the_current_token_then_each_renewal(
+    redis_server: RunningRedis, tmp_path: Path
+) -> None:
     clients = sfm_clients()
     with running_sts("devauthority", tmp_path, clients, token_lifetime=3) as sts:
         config = broker_config(sts.issuer, clients)
