@@ -16,11 +16,18 @@ from pathlib import Path
 import httpx
 
 from broker.api.server import create_server, mark_serving
+from broker.api.servicer import UserServices
 from broker.config import BrokerConfig, load_config
 from broker.idp.breaker import CircuitBreaker
+from broker.idp.endpoints import UserEndpoints
 from broker.idp.sts import StsClient
 from broker.observability import configure_logging, configure_telemetry, process_instance_id
+from broker.sessions.exchange import TokenExchanger
+from broker.sessions.login import LoginService
+from broker.sessions.tokens import SessionTokens
+from broker.store.memory import MemorySessionStore
 from broker.store.redis import RedisTokenStore
+from broker.store.redis_sessions import RedisSessionStore
 from broker.telemetry import Metrics
 from broker.tokens.engine import TokenEngine
 from broker.tokens.policy import FreshnessPolicy
@@ -36,11 +43,13 @@ def clock() -> datetime:
 
 @dataclass
 class Broker:
-    """Everything one process runs: the engine, its STS client and its refresh scheduler."""
+    """Everything one process runs: the engine, its STS client, its refresh scheduler, user sessions."""
 
     engine: TokenEngine
     sts: StsClient
     scheduler: RefreshScheduler
+    users: UserServices
+    session_store: RedisSessionStore | MemorySessionStore
 
 
 def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker:
@@ -86,7 +95,26 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
         metrics=metrics,
     )
     scheduler = RefreshScheduler(engine, budget=RequestBudget(config.cache.refresh_budget_per_s))
-    return Broker(engine, sts, scheduler)
+    session_store: RedisSessionStore | MemorySessionStore = MemorySessionStore()
+    if config.store.kind == "redis":
+        assert config.store.url is not None
+        assert config.store.encryption_key is not None
+        session_store = RedisSessionStore.from_url(config.store.url, config.store.encryption_key)
+    endpoints = UserEndpoints(sts.http, sts.discovery, clock)
+    users = UserServices(
+        login=LoginService(engine.routes, endpoints, sts, session_store, clock),
+        tokens=SessionTokens(
+            engine.routes,
+            sts,
+            endpoints,
+            session_store,
+            clock,
+            policy=policy,
+            lease_ttl=config.cache.lease_ttl,
+        ),
+        exchanger=TokenExchanger(engine.routes, sts, clock, store, policy=policy),
+    )
+    return Broker(engine, sts, scheduler, users, session_store)
 
 
 async def serve(
@@ -102,7 +130,11 @@ async def serve(
     telemetry = configure_telemetry(config.telemetry, service_instance=process_instance_id(), worker=worker)
     broker = build_broker(config)
     server, port, health = create_server(
-        broker.engine, listen or config.server.listen, reuse_port=reuse_port, scheduler=broker.scheduler
+        broker.engine,
+        listen or config.server.listen,
+        reuse_port=reuse_port,
+        scheduler=broker.scheduler,
+        users=broker.users,
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()
@@ -121,6 +153,7 @@ async def serve(
         with contextlib.suppress(asyncio.CancelledError):
             await scheduling
         await broker.engine.close()
+        await broker.session_store.close()
         await broker.sts.close()
         telemetry.shutdown()
 

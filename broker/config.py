@@ -148,7 +148,7 @@ def _parse_authority(table: Mapping[str, Any]) -> str | None:
 def _parse_client(
     path: str, table: Mapping[str, Any], name: str, default_issuer: str | None, reader: _SecretReader
 ) -> Client:
-    _only_keys(table, path, {"client_id", "issuer", "tenancy", "signing_key", "dpop_key"})
+    _only_keys(table, path, {"client_id", "issuer", "tenancy", "signing_key", "dpop_key", "redirect_uris"})
     issuer = table.get("issuer", default_issuer)
     if issuer is None:
         raise ConfigurationError(f"{path}.issuer", "missing, and no [authority] issuer to fall back on")
@@ -162,7 +162,15 @@ def _parse_client(
         tenancy=_enum(Tenancy, table.get("tenancy", "single"), f"{path}.tenancy"),
         signing_key=signing_key,
         dpop_key=dpop_key,
+        redirect_uris=_redirect_uris(table, path),
     )
+
+
+def _redirect_uris(table: Mapping[str, Any], path: str) -> tuple[str, ...]:
+    uris = _strings(table, "redirect_uris", path)
+    for index, uri in enumerate(uris):
+        _absolute_url(uri, f"{path}.redirect_uris[{index}]")
+    return uris
 
 
 def _parse_target(path: str, table: Mapping[str, Any], name: str) -> Target:

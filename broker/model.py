@@ -49,6 +49,8 @@ class Client:
     tenancy: Tenancy
     signing_key: SigningKey
     dpop_key: SigningKey
+    # Registered redirect URIs for user logins (the first is the default); empty: no logins.
+    redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +123,28 @@ class UserIdentity:
     name: str | None = None
     given_name: str | None = None
     family_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingLogin:
+    """A login started by the broker and not yet completed: what the callback must match and redeem."""
+
+    tenant: str
+    targets: tuple[str, ...]
+    redirect_uri: str
+    code_verifier: str = field(repr=False)
+    nonce: str = field(repr=False)
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A logged-in user's session: the refresh token and who the user is. Encrypted at rest."""
+
+    session_key: str  # a hash of the session id; the id itself is the caller's credential and is not stored
+    tenant: str
+    targets: tuple[str, ...]
+    refresh_token: str = field(repr=False)
+    expires_at: datetime
+    user: UserIdentity
+    created_at: datetime

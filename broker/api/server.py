@@ -7,7 +7,7 @@ from grpc_health.v1 import _async as health_aio  # grpc_health exposes it as hea
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from broker.api.servicer import TokenBrokerServicer
+from broker.api.servicer import TokenBrokerServicer, UserServices
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
 from broker.v1 import token_broker_service_pb2 as pb
@@ -17,12 +17,17 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenBrokerService"].full_name
 
 
 def create_server(
-    engine: TokenEngine, listen: str, *, reuse_port: bool = False, scheduler: RefreshScheduler | None = None
+    engine: TokenEngine,
+    listen: str,
+    *,
+    reuse_port: bool = False,
+    scheduler: RefreshScheduler | None = None,
+    users: UserServices | None = None,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer."""
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
     server = grpc.aio.server(options=options)
-    pb_grpc.add_TokenBrokerServiceServicer_to_server(TokenBrokerServicer(engine, scheduler), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_TokenBrokerServiceServicer_to_server(TokenBrokerServicer(engine, scheduler, users), server)  # type: ignore[no-untyped-call]
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

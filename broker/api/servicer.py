@@ -6,7 +6,8 @@ It is the only module that converts between the generated messages and the domai
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 import grpc
@@ -14,8 +15,11 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from broker import __version__
 from broker.api import status
-from broker.errors import BrokerError, InvalidRequestError
-from broker.model import AccessToken, TokenType
+from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError
+from broker.model import AccessToken, Session, TokenType
+from broker.sessions.exchange import TokenExchanger
+from broker.sessions.login import LoginService
+from broker.sessions.tokens import SessionTokens
 from broker.tokens.authorize import RequestAuthorizer
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
@@ -28,10 +32,25 @@ _TOKEN_TYPES = {TokenType.DPOP: pb.TOKEN_TYPE_DPOP, TokenType.BEARER: pb.TOKEN_T
 _INFO = pb.GetBrokerInfoResponse(version=__version__)
 
 
+@dataclass(frozen=True, slots=True)
+class UserServices:
+    """What the user-session RPCs call; absent, they answer FAILED_PRECONDITION."""
+
+    login: LoginService
+    tokens: SessionTokens
+    exchanger: TokenExchanger
+
+
 class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
-    def __init__(self, engine: TokenEngine, scheduler: RefreshScheduler | None = None) -> None:
+    def __init__(
+        self,
+        engine: TokenEngine,
+        scheduler: RefreshScheduler | None = None,
+        users: UserServices | None = None,
+    ) -> None:
         self._engine = engine
         self._scheduler = scheduler
+        self._users = users
         self._authorizer = RequestAuthorizer(engine)
         self._metrics = engine.metrics
 
@@ -97,6 +116,85 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
             if self._scheduler is not None:
                 self._scheduler.release(route)
 
+    async def ExchangeToken(  # noqa: N802
+        self, request: pb.ExchangeTokenRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.ExchangeTokenResponse:
+        async def call() -> pb.ExchangeTokenResponse:
+            _require(request.tenant, "tenant")
+            _require(request.target, "target")
+            _require(request.subject_token, "subject_token")
+            token = await self._user_services().exchanger.exchange(
+                request.tenant,
+                request.target,
+                request.subject_token,
+                _min_remaining(request.min_remaining_lifetime),
+            )
+            return pb.ExchangeTokenResponse(access_token=_access_token(token))
+
+        return await _answer(call, context, self._metrics.failed)
+
+    async def StartLogin(  # noqa: N802
+        self, request: pb.StartLoginRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.StartLoginResponse:
+        async def call() -> pb.StartLoginResponse:
+            _require(request.tenant, "tenant")
+            start = await self._user_services().login.start(
+                request.tenant,
+                list(request.targets),
+                redirect_uri=request.redirect_uri or None,
+                login_hint=request.login_hint or None,
+            )
+            return pb.StartLoginResponse(
+                authorization_url=start.authorization_url,
+                state=start.state,
+                expire_time=_stamp(start.url_expires_at),
+            )
+
+        return await _answer(call, context, self._metrics.failed)
+
+    async def CompleteLogin(  # noqa: N802
+        self, request: pb.CompleteLoginRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.CompleteLoginResponse:
+        async def call() -> pb.CompleteLoginResponse:
+            _require(request.state, "state")
+            _require(request.code, "code")
+            _require(request.issuer, "issuer")
+            created = await self._user_services().login.complete(
+                state=request.state, code=request.code, issuer=request.issuer
+            )
+            return pb.CompleteLoginResponse(session=_user_session(created.session_id, created.session))
+
+        return await _answer(call, context, self._metrics.failed)
+
+    async def GetSessionToken(  # noqa: N802
+        self, request: pb.GetSessionTokenRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.GetSessionTokenResponse:
+        async def call() -> pb.GetSessionTokenResponse:
+            _require(request.session_id, "session_id")
+            _require(request.target, "target")
+            token = await self._user_services().tokens.token(
+                request.session_id, request.target, _min_remaining(request.min_remaining_lifetime)
+            )
+            return pb.GetSessionTokenResponse(access_token=_access_token(token))
+
+        return await _answer(call, context, self._metrics.failed)
+
+    async def EndSession(  # noqa: N802
+        self, request: pb.EndSessionRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.EndSessionResponse:
+        async def call() -> pb.EndSessionResponse:
+            _require(request.session_id, "session_id")
+            return pb.EndSessionResponse(revoked=await self._user_services().tokens.end(request.session_id))
+
+        return await _answer(call, context, self._metrics.failed)
+
+    def _user_services(self) -> UserServices:
+        if self._users is None:
+            raise PermissionDeniedError(
+                "user sessions are not enabled on this broker", reason="SESSIONS_DISABLED"
+            )
+        return self._users
+
     async def GetBrokerInfo(  # noqa: N802
         self, request: pb.GetBrokerInfoRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetBrokerInfoResponse:
@@ -132,9 +230,33 @@ def _min_remaining(duration: duration_pb2.Duration) -> timedelta:
 
 
 def _timestamp(token: AccessToken) -> timestamp_pb2.Timestamp:
+    return _stamp(token.expires_at)
+
+
+def _stamp(instant: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(token.expires_at)
+    stamp.FromDatetime(instant)
     return stamp
+
+
+def _user_session(session_id: str, session: Session) -> pb.UserSession:
+    user = session.user
+    return pb.UserSession(
+        session_id=session_id,
+        tenant=session.tenant,
+        targets=session.targets,
+        user=pb.User(
+            subject=user.subject,
+            pid=user.pid or "",
+            hpr_number=user.hpr_number or "",
+            security_level=user.security_level or "",
+            assurance_level=user.assurance_level or "",
+            name=user.name or "",
+            given_name=user.given_name or "",
+            family_name=user.family_name or "",
+        ),
+        expire_time=_stamp(session.expires_at),
+    )
 
 
 def _access_token(token: AccessToken) -> pb.AccessToken:

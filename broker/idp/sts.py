@@ -11,9 +11,9 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -21,11 +21,13 @@ from broker.errors import BrokerError, IdpUnavailableError, StoreUnavailableErro
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.discovery import DiscoveryCache
 from broker.idp.transport import drive
-from broker.model import AccessToken, Client, Target
+from broker.model import AccessToken, Client, Target, TokenSet
 from broker.protocol import flows
+from broker.protocol.http import HTTPRequest, HTTPResponse
 from broker.telemetry import Metrics, tracer
 
 _log = logging.getLogger(__name__)
+R = TypeVar("R", flows.FlowResult, flows.TokenSetResult)
 
 
 class SharedNonces(Protocol):
@@ -52,7 +54,7 @@ class StsClient:
         metrics: Metrics | None = None,
         breaker_factory: Callable[[str], CircuitBreaker] | None = None,
     ) -> None:
-        self._http = http
+        self.http = http
         self._clock = clock
         self._shared = shared_nonces
         self._metrics = metrics or Metrics()
@@ -72,14 +74,105 @@ class StsClient:
     async def fetch_client_credentials(
         self, client: Client, target: Target, details: Sequence[Mapping[str, Any]]
     ) -> AccessToken:
-        breaker = self.breaker(client.issuer)
+        metadata = await self.discovery.get(client.issuer)
+
+        def flow(nonce: str | None) -> flows.TokenFlow:
+            return flows.client_credentials_flow(
+                client=client,
+                target=target,
+                details=details,
+                token_endpoint=metadata.token_endpoint,
+                issuer=metadata.issuer,
+                clock=self._clock,
+                new_jti=new_jti,
+                nonce=nonce,
+            )
+
+        result = await self._guarded(client.issuer, "broker.sts.token_request", flow)
+        return result.token
+
+    async def redeem_code(
+        self,
+        client: Client,
+        *,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str,
+        resource: str | None,
+        dpop: bool,
+    ) -> TokenSet:
+        metadata = await self.discovery.get(client.issuer)
+
+        def flow(nonce: str | None) -> flows.TokenSetFlow:
+            return flows.authorization_code_flow(
+                client=client,
+                code=code,
+                redirect_uri=redirect_uri,
+                code_verifier=code_verifier,
+                resource=resource,
+                dpop=dpop,
+                token_endpoint=metadata.token_endpoint,
+                issuer=metadata.issuer,
+                clock=self._clock,
+                new_jti=new_jti,
+                nonce=nonce,
+            )
+
+        return (await self._guarded(client.issuer, "broker.sts.code_redemption", flow)).tokens
+
+    async def refresh(
+        self, client: Client, *, refresh_token: str, target: Target, details: Sequence[Mapping[str, Any]]
+    ) -> TokenSet:
+        metadata = await self.discovery.get(client.issuer)
+
+        def flow(nonce: str | None) -> flows.TokenSetFlow:
+            return flows.refresh_token_flow(
+                client=client,
+                refresh_token=refresh_token,
+                target=target,
+                details=details,
+                token_endpoint=metadata.token_endpoint,
+                issuer=metadata.issuer,
+                clock=self._clock,
+                new_jti=new_jti,
+                nonce=nonce,
+            )
+
+        return (await self._guarded(client.issuer, "broker.sts.refresh", flow)).tokens
+
+    async def exchange(
+        self, client: Client, *, subject_token: str, target: Target, details: Sequence[Mapping[str, Any]]
+    ) -> AccessToken:
+        metadata = await self.discovery.get(client.issuer)
+
+        def flow(nonce: str | None) -> flows.TokenFlow:
+            return flows.token_exchange_flow(
+                client=client,
+                subject_token=subject_token,
+                target=target,
+                details=details,
+                token_endpoint=metadata.token_endpoint,
+                issuer=metadata.issuer,
+                clock=self._clock,
+                new_jti=new_jti,
+                nonce=nonce,
+            )
+
+        return (await self._guarded(client.issuer, "broker.sts.token_exchange", flow)).token
+
+    async def _guarded(
+        self,
+        issuer: str,
+        span: str,
+        make_flow: Callable[[str | None], Generator[HTTPRequest, HTTPResponse, R]],
+    ) -> R:
+        """Runs one token-endpoint flow behind the issuer's circuit breaker, with nonce memory and metrics."""
+        breaker = self.breaker(issuer)
         breaker.before_request()
         started = time.monotonic()
-        with tracer.start_as_current_span(
-            "broker.sts.token_request", attributes={"broker.issuer": client.issuer}
-        ):
+        with tracer.start_as_current_span(span, attributes={"broker.issuer": issuer}):
             try:
-                token = await self._fetch(client, target, details)
+                result = await self._run(issuer, make_flow)
             except IdpUnavailableError:
                 breaker.failed()
                 self._metrics.sts_request(time.monotonic() - started, "unavailable")
@@ -90,35 +183,24 @@ class StsClient:
                 raise
         breaker.succeeded()
         self._metrics.sts_request(time.monotonic() - started, "ok")
-        return token
+        return result
 
-    async def _fetch(
-        self, client: Client, target: Target, details: Sequence[Mapping[str, Any]]
-    ) -> AccessToken:
-        metadata = await self.discovery.get(client.issuer)
-        nonce = await self._nonce(client.issuer)
-        flow = flows.client_credentials_flow(
-            client=client,
-            target=target,
-            details=details,
-            token_endpoint=metadata.token_endpoint,
-            issuer=metadata.issuer,
-            clock=self._clock,
-            new_jti=new_jti,
-            nonce=nonce,
-        )
+    async def _run(
+        self, issuer: str, make_flow: Callable[[str | None], Generator[HTTPRequest, HTTPResponse, R]]
+    ) -> R:
+        nonce = await self._nonce(issuer)
         sent = 0
 
         def count(_: object) -> None:
             nonlocal sent
             sent += 1
 
-        result = await drive(self._http, flow, issuer=client.issuer, on_request=count)
+        result = await drive(self.http, make_flow(nonce), issuer=issuer, on_request=count)
         if sent > 1:
             self._metrics.nonce_retry()
         if result.nonce and result.nonce != nonce:
-            await self._remember(client.issuer, result.nonce)
-        return result.token
+            await self._remember(issuer, result.nonce)
+        return result
 
     async def _nonce(self, issuer: str) -> str | None:
         nonce = self._nonces.get(issuer)
@@ -142,4 +224,4 @@ class StsClient:
         return self._nonces.get(issuer)
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self.http.aclose()

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$broker/v1/token_broker_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\x0b\x41\x63\x63\x65ssToken\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\ntoken_type\x18\x02 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x11\n\taudiences\x18\x05 \x03(\t\x12\x17\n\x0frejected_scopes\x18\x06 \x03(\t\x12\x10\n\x08\x64pop_jkt\x18\x07 \x01(\t\"~\n\x0fGetTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\x16min_remaining_lifetime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"@\n\x10GetTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"\xce\x01\n\x17\x41uthorizeRequestRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bhttp_method\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03url\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\ndpop_nonce\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12?\n\x16min_remaining_lifetime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"\x9a\x01\n\x18\x41uthorizeRequestResponse\x12\x15\n\rauthorization\x18\x01 \x01(\t\x12\x0c\n\x04\x64pop\x18\x02 \x01(\t\x12(\n\ntoken_type\x18\x03 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x11WatchTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12WatchTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"\x16\n\x14GetBrokerInfoRequest\"(\n\x15GetBrokerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*S\n\tTokenType\x12\x1a\n\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11TOKEN_TYPE_BEARER\x10\x01\x12\x13\n\x0fTOKEN_TYPE_DPOP\x10\x02\x32\xd7\x02\n\x12TokenBrokerService\x12\x43\n\x08GetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12[\n\x10\x41uthorizeRequest\x12\".broker.v1.AuthorizeRequestRequest\x1a#.broker.v1.AuthorizeRequestResponse\x12K\n\nWatchToken\x12\x1c.broker.v1.WatchTokenRequest\x1a\x1d.broker.v1.WatchTokenResponse0\x01\x12R\n\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseBr\n\x14no.helseid.broker.v1B\x17TokenBrokerServiceProtoP\x01Z+helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$broker/v1/token_broker_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc5\x01\n\x0b\x41\x63\x63\x65ssToken\x12\r\n\x05token\x18\x01 \x01(\t\x12(\n\ntoken_type\x18\x02 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06scopes\x18\x04 \x03(\t\x12\x11\n\taudiences\x18\x05 \x03(\t\x12\x17\n\x0frejected_scopes\x18\x06 \x03(\t\x12\x10\n\x08\x64pop_jkt\x18\x07 \x01(\t\"~\n\x0fGetTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\x16min_remaining_lifetime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"@\n\x10GetTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"\xce\x01\n\x17\x41uthorizeRequestRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x19\n\x0bhttp_method\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03url\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\ndpop_nonce\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01\x12?\n\x16min_remaining_lifetime\x18\x06 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"\x9a\x01\n\x18\x41uthorizeRequestResponse\x12\x15\n\rauthorization\x18\x01 \x01(\t\x12\x0c\n\x04\x64pop\x18\x02 \x01(\t\x12(\n\ntoken_type\x18\x03 \x01(\x0e\x32\x14.broker.v1.TokenType\x12/\n\x0b\x65xpire_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"?\n\x11WatchTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"B\n\x12WatchTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"\xa0\x01\n\x14\x45xchangeTokenRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x1b\n\rsubject_token\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\x16min_remaining_lifetime\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"E\n\x15\x45xchangeTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"v\n\x11StartLoginRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07targets\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x1a\n\x0credirect_uri\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x18\n\nlogin_hint\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01\"o\n\x12StartLoginResponse\x12\x19\n\x11\x61uthorization_url\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x14\x43ompleteLoginRequest\x12\x13\n\x05state\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04\x63ode\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06issuer\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"@\n\x15\x43ompleteLoginResponse\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.broker.v1.UserSession\"\x92\x01\n\x0bUserSession\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12\x1d\n\x04user\x18\x04 \x01(\x0b\x32\x0f.broker.v1.User\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x04User\x12\x0f\n\x07subject\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x12\n\nhpr_number\x18\x03 \x01(\t\x12\x16\n\x0esecurity_level\x18\x04 \x01(\t\x12\x17\n\x0f\x61ssurance_level\x18\x05 \x01(\t\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x12\n\ngiven_name\x18\x07 \x01(\t\x12\x13\n\x0b\x66\x61mily_name\x18\x08 \x01(\t\"\x89\x01\n\x16GetSessionTokenRequest\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x06target\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12?\n\x16min_remaining_lifetime\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\"G\n\x17GetSessionTokenResponse\x12,\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\x0b\x32\x16.broker.v1.AccessToken\"-\n\x11\x45ndSessionRequest\x12\x18\n\nsession_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"%\n\x12\x45ndSessionResponse\x12\x0f\n\x07revoked\x18\x01 \x01(\x08\"\x16\n\x14GetBrokerInfoRequest\"(\n\x15GetBrokerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t*S\n\tTokenType\x12\x1a\n\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n\x11TOKEN_TYPE_BEARER\x10\x01\x12\x13\n\x0fTOKEN_TYPE_DPOP\x10\x02\x32\xef\x05\n\x12TokenBrokerService\x12\x43\n\x08GetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12[\n\x10\x41uthorizeRequest\x12\".broker.v1.AuthorizeRequestRequest\x1a#.broker.v1.AuthorizeRequestResponse\x12K\n\nWatchToken\x12\x1c.broker.v1.WatchTokenRequest\x1a\x1d.broker.v1.WatchTokenResponse0\x01\x12R\n\rExchangeToken\x12\x1f.broker.v1.ExchangeTokenRequest\x1a .broker.v1.ExchangeTokenResponse\x12I\n\nStartLogin\x12\x1c.broker.v1.StartLoginRequest\x1a\x1d.broker.v1.StartLoginResponse\x12R\n\rCompleteLogin\x12\x1f.broker.v1.CompleteLoginRequest\x1a .broker.v1.CompleteLoginResponse\x12X\n\x0fGetSessionToken\x12!.broker.v1.GetSessionTokenRequest\x1a\".broker.v1.GetSessionTokenResponse\x12I\n\nEndSession\x12\x1c.broker.v1.EndSessionRequest\x1a\x1d.broker.v1.EndSessionResponse\x12R\n\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseBr\n\x14no.helseid.broker.v1B\x17TokenBrokerServiceProtoP\x01Z+helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,8 +57,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHTOKENREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
   _globals['_WATCHTOKENREQUEST'].fields_by_name['target']._loaded_options = None
   _globals['_WATCHTOKENREQUEST'].fields_by_name['target']._serialized_options = b'\342A\001\002'
-  _globals['_TOKENTYPE']._serialized_start=1108
-  _globals['_TOKENTYPE']._serialized_end=1191
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['tenant']._loaded_options = None
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['target']._loaded_options = None
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['target']._serialized_options = b'\342A\001\002'
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['subject_token']._loaded_options = None
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['subject_token']._serialized_options = b'\342A\001\002'
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['min_remaining_lifetime']._loaded_options = None
+  _globals['_EXCHANGETOKENREQUEST'].fields_by_name['min_remaining_lifetime']._serialized_options = b'\342A\001\001'
+  _globals['_STARTLOGINREQUEST'].fields_by_name['tenant']._loaded_options = None
+  _globals['_STARTLOGINREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
+  _globals['_STARTLOGINREQUEST'].fields_by_name['targets']._loaded_options = None
+  _globals['_STARTLOGINREQUEST'].fields_by_name['targets']._serialized_options = b'\342A\001\002'
+  _globals['_STARTLOGINREQUEST'].fields_by_name['redirect_uri']._loaded_options = None
+  _globals['_STARTLOGINREQUEST'].fields_by_name['redirect_uri']._serialized_options = b'\342A\001\001'
+  _globals['_STARTLOGINREQUEST'].fields_by_name['login_hint']._loaded_options = None
+  _globals['_STARTLOGINREQUEST'].fields_by_name['login_hint']._serialized_options = b'\342A\001\001'
+  _globals['_COMPLETELOGINREQUEST'].fields_by_name['state']._loaded_options = None
+  _globals['_COMPLETELOGINREQUEST'].fields_by_name['state']._serialized_options = b'\342A\001\002'
+  _globals['_COMPLETELOGINREQUEST'].fields_by_name['code']._loaded_options = None
+  _globals['_COMPLETELOGINREQUEST'].fields_by_name['code']._serialized_options = b'\342A\001\002'
+  _globals['_COMPLETELOGINREQUEST'].fields_by_name['issuer']._loaded_options = None
+  _globals['_COMPLETELOGINREQUEST'].fields_by_name['issuer']._serialized_options = b'\342A\001\002'
+  _globals['_GETSESSIONTOKENREQUEST'].fields_by_name['session_id']._loaded_options = None
+  _globals['_GETSESSIONTOKENREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002'
+  _globals['_GETSESSIONTOKENREQUEST'].fields_by_name['target']._loaded_options = None
+  _globals['_GETSESSIONTOKENREQUEST'].fields_by_name['target']._serialized_options = b'\342A\001\002'
+  _globals['_GETSESSIONTOKENREQUEST'].fields_by_name['min_remaining_lifetime']._loaded_options = None
+  _globals['_GETSESSIONTOKENREQUEST'].fields_by_name['min_remaining_lifetime']._serialized_options = b'\342A\001\001'
+  _globals['_ENDSESSIONREQUEST'].fields_by_name['session_id']._loaded_options = None
+  _globals['_ENDSESSIONREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002'
+  _globals['_TOKENTYPE']._serialized_start=2339
+  _globals['_TOKENTYPE']._serialized_end=2422
   _globals['_ACCESSTOKEN']._serialized_start=150
   _globals['_ACCESSTOKEN']._serialized_end=347
   _globals['_GETTOKENREQUEST']._serialized_start=349
@@ -73,10 +103,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATCHTOKENREQUEST']._serialized_end=972
   _globals['_WATCHTOKENRESPONSE']._serialized_start=974
   _globals['_WATCHTOKENRESPONSE']._serialized_end=1040
-  _globals['_GETBROKERINFOREQUEST']._serialized_start=1042
-  _globals['_GETBROKERINFOREQUEST']._serialized_end=1064
-  _globals['_GETBROKERINFORESPONSE']._serialized_start=1066
-  _globals['_GETBROKERINFORESPONSE']._serialized_end=1106
-  _globals['_TOKENBROKERSERVICE']._serialized_start=1194
-  _globals['_TOKENBROKERSERVICE']._serialized_end=1537
+  _globals['_EXCHANGETOKENREQUEST']._serialized_start=1043
+  _globals['_EXCHANGETOKENREQUEST']._serialized_end=1203
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_start=1205
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_end=1274
+  _globals['_STARTLOGINREQUEST']._serialized_start=1276
+  _globals['_STARTLOGINREQUEST']._serialized_end=1394
+  _globals['_STARTLOGINRESPONSE']._serialized_start=1396
+  _globals['_STARTLOGINRESPONSE']._serialized_end=1507
+  _globals['_COMPLETELOGINREQUEST']._serialized_start=1509
+  _globals['_COMPLETELOGINREQUEST']._serialized_end=1594
+  _globals['_COMPLETELOGINRESPONSE']._serialized_start=1596
+  _globals['_COMPLETELOGINRESPONSE']._serialized_end=1660
+  _globals['_USERSESSION']._serialized_start=1663
+  _globals['_USERSESSION']._serialized_end=1809
+  _globals['_USER']._serialized_start=1812
+  _globals['_USER']._serialized_end=1972
+  _globals['_GETSESSIONTOKENREQUEST']._serialized_start=1975
+  _globals['_GETSESSIONTOKENREQUEST']._serialized_end=2112
+  _globals['_GETSESSIONTOKENRESPONSE']._serialized_start=2114
+  _globals['_GETSESSIONTOKENRESPONSE']._serialized_end=2185
+  _globals['_ENDSESSIONREQUEST']._serialized_start=2187
+  _globals['_ENDSESSIONREQUEST']._serialized_end=2232
+  _globals['_ENDSESSIONRESPONSE']._serialized_start=2234
+  _globals['_ENDSESSIONRESPONSE']._serialized_end=2271
+  _globals['_GETBROKERINFOREQUEST']._serialized_start=2273
+  _globals['_GETBROKERINFOREQUEST']._serialized_end=2295
+  _globals['_GETBROKERINFORESPONSE']._serialized_start=2297
+  _globals['_GETBROKERINFORESPONSE']._serialized_end=2337
+  _globals['_TOKENBROKERSERVICE']._serialized_start=2425
+  _globals['_TOKENBROKERSERVICE']._serialized_end=3176
 # @@protoc_insertion_point(module_scope)

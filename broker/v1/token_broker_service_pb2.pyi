@@ -97,6 +97,124 @@ class WatchTokenResponse(_message.Message):
     access_token: AccessToken
     def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
 
+class ExchangeTokenRequest(_message.Message):
+    __slots__ = ("tenant", "target", "subject_token", "min_remaining_lifetime")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MIN_REMAINING_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    target: str
+    subject_token: str
+    min_remaining_lifetime: _duration_pb2.Duration
+    def __init__(self, tenant: _Optional[str] = ..., target: _Optional[str] = ..., subject_token: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ExchangeTokenResponse(_message.Message):
+    __slots__ = ("access_token",)
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    access_token: AccessToken
+    def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
+
+class StartLoginRequest(_message.Message):
+    __slots__ = ("tenant", "targets", "redirect_uri", "login_hint")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    REDIRECT_URI_FIELD_NUMBER: _ClassVar[int]
+    LOGIN_HINT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    targets: _containers.RepeatedScalarFieldContainer[str]
+    redirect_uri: str
+    login_hint: str
+    def __init__(self, tenant: _Optional[str] = ..., targets: _Optional[_Iterable[str]] = ..., redirect_uri: _Optional[str] = ..., login_hint: _Optional[str] = ...) -> None: ...
+
+class StartLoginResponse(_message.Message):
+    __slots__ = ("authorization_url", "state", "expire_time")
+    AUTHORIZATION_URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    authorization_url: str
+    state: str
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, authorization_url: _Optional[str] = ..., state: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CompleteLoginRequest(_message.Message):
+    __slots__ = ("state", "code", "issuer")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    code: str
+    issuer: str
+    def __init__(self, state: _Optional[str] = ..., code: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
+
+class CompleteLoginResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: UserSession
+    def __init__(self, session: _Optional[_Union[UserSession, _Mapping]] = ...) -> None: ...
+
+class UserSession(_message.Message):
+    __slots__ = ("session_id", "tenant", "targets", "user", "expire_time")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    tenant: str
+    targets: _containers.RepeatedScalarFieldContainer[str]
+    user: User
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., tenant: _Optional[str] = ..., targets: _Optional[_Iterable[str]] = ..., user: _Optional[_Union[User, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class User(_message.Message):
+    __slots__ = ("subject", "pid", "hpr_number", "security_level", "assurance_level", "name", "given_name", "family_name")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    HPR_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SECURITY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    ASSURANCE_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_NAME_FIELD_NUMBER: _ClassVar[int]
+    subject: str
+    pid: str
+    hpr_number: str
+    security_level: str
+    assurance_level: str
+    name: str
+    given_name: str
+    family_name: str
+    def __init__(self, subject: _Optional[str] = ..., pid: _Optional[str] = ..., hpr_number: _Optional[str] = ..., security_level: _Optional[str] = ..., assurance_level: _Optional[str] = ..., name: _Optional[str] = ..., given_name: _Optional[str] = ..., family_name: _Optional[str] = ...) -> None: ...
+
+class GetSessionTokenRequest(_message.Message):
+    __slots__ = ("session_id", "target", "min_remaining_lifetime")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    MIN_REMAINING_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    target: str
+    min_remaining_lifetime: _duration_pb2.Duration
+    def __init__(self, session_id: _Optional[str] = ..., target: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetSessionTokenResponse(_message.Message):
+    __slots__ = ("access_token",)
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    access_token: AccessToken
+    def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
+
+class EndSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class EndSessionResponse(_message.Message):
+    __slots__ = ("revoked",)
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    revoked: bool
+    def __init__(self, revoked: _Optional[bool] = ...) -> None: ...
+
 class GetBrokerInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -56,6 +56,31 @@ class TokenBrokerServiceStub:
                 request_serializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenRequest.SerializeToString,
                 response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenResponse.FromString,
                 _registered_method=True)
+        self.ExchangeToken = channel.unary_unary(
+                '/broker.v1.TokenBrokerService/ExchangeToken',
+                request_serializer=broker_dot_v1_dot_token__broker__service__pb2.ExchangeTokenRequest.SerializeToString,
+                response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.ExchangeTokenResponse.FromString,
+                _registered_method=True)
+        self.StartLogin = channel.unary_unary(
+                '/broker.v1.TokenBrokerService/StartLogin',
+                request_serializer=broker_dot_v1_dot_token__broker__service__pb2.StartLoginRequest.SerializeToString,
+                response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.StartLoginResponse.FromString,
+                _registered_method=True)
+        self.CompleteLogin = channel.unary_unary(
+                '/broker.v1.TokenBrokerService/CompleteLogin',
+                request_serializer=broker_dot_v1_dot_token__broker__service__pb2.CompleteLoginRequest.SerializeToString,
+                response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.CompleteLoginResponse.FromString,
+                _registered_method=True)
+        self.GetSessionToken = channel.unary_unary(
+                '/broker.v1.TokenBrokerService/GetSessionToken',
+                request_serializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenRequest.SerializeToString,
+                response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenResponse.FromString,
+                _registered_method=True)
+        self.EndSession = channel.unary_unary(
+                '/broker.v1.TokenBrokerService/EndSession',
+                request_serializer=broker_dot_v1_dot_token__broker__service__pb2.EndSessionRequest.SerializeToString,
+                response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.EndSessionResponse.FromString,
+                _registered_method=True)
         self.GetBrokerInfo = channel.unary_unary(
                 '/broker.v1.TokenBrokerService/GetBrokerInfo',
                 request_serializer=broker_dot_v1_dot_token__broker__service__pb2.GetBrokerInfoRequest.SerializeToString,
@@ -98,6 +123,45 @@ class TokenBrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExchangeToken(self, request, context):
+        """Exchanges a token that a service received (the subject) for a token for another target (RFC 8693),
+        with the tenant's client as the actor. Cached by a hash of the subject token and the target.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartLogin(self, request, context):
+        """Starts a user's login for a tenant and the targets the session will need: the broker pushes the
+        authorization request (PAR, PKCE, every target's resource) and returns the URL to send the browser to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteLogin(self, request, context):
+        """Completes a login from the redirect's callback parameters (code, state, iss) and creates a session.
+        The state is good for one callback only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSessionToken(self, request, context):
+        """Returns a valid single-audience access token of a session for one target, refreshing the session's
+        token (serialised across replicas, the rotated refresh token stored first) when needed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndSession(self, request, context):
+        """Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetBrokerInfo(self, request, context):
         """Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
         ceiling of what the gRPC framework can serve on the machine.
@@ -123,6 +187,31 @@ def add_TokenBrokerServiceServicer_to_server(servicer, server):
                     servicer.WatchToken,
                     request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenRequest.FromString,
                     response_serializer=broker_dot_v1_dot_token__broker__service__pb2.WatchTokenResponse.SerializeToString,
+            ),
+            'ExchangeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeToken,
+                    request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.ExchangeTokenRequest.FromString,
+                    response_serializer=broker_dot_v1_dot_token__broker__service__pb2.ExchangeTokenResponse.SerializeToString,
+            ),
+            'StartLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartLogin,
+                    request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.StartLoginRequest.FromString,
+                    response_serializer=broker_dot_v1_dot_token__broker__service__pb2.StartLoginResponse.SerializeToString,
+            ),
+            'CompleteLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteLogin,
+                    request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.CompleteLoginRequest.FromString,
+                    response_serializer=broker_dot_v1_dot_token__broker__service__pb2.CompleteLoginResponse.SerializeToString,
+            ),
+            'GetSessionToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSessionToken,
+                    request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenRequest.FromString,
+                    response_serializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenResponse.SerializeToString,
+            ),
+            'EndSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndSession,
+                    request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.EndSessionRequest.FromString,
+                    response_serializer=broker_dot_v1_dot_token__broker__service__pb2.EndSessionResponse.SerializeToString,
             ),
             'GetBrokerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBrokerInfo,
@@ -218,6 +307,141 @@ class TokenBrokerService:
             '/broker.v1.TokenBrokerService/WatchToken',
             broker_dot_v1_dot_token__broker__service__pb2.WatchTokenRequest.SerializeToString,
             broker_dot_v1_dot_token__broker__service__pb2.WatchTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broker.v1.TokenBrokerService/ExchangeToken',
+            broker_dot_v1_dot_token__broker__service__pb2.ExchangeTokenRequest.SerializeToString,
+            broker_dot_v1_dot_token__broker__service__pb2.ExchangeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broker.v1.TokenBrokerService/StartLogin',
+            broker_dot_v1_dot_token__broker__service__pb2.StartLoginRequest.SerializeToString,
+            broker_dot_v1_dot_token__broker__service__pb2.StartLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broker.v1.TokenBrokerService/CompleteLogin',
+            broker_dot_v1_dot_token__broker__service__pb2.CompleteLoginRequest.SerializeToString,
+            broker_dot_v1_dot_token__broker__service__pb2.CompleteLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSessionToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broker.v1.TokenBrokerService/GetSessionToken',
+            broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenRequest.SerializeToString,
+            broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broker.v1.TokenBrokerService/EndSession',
+            broker_dot_v1_dot_token__broker__service__pb2.EndSessionRequest.SerializeToString,
+            broker_dot_v1_dot_token__broker__service__pb2.EndSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,91 @@
+"""RFC 8693 token exchange: a subject token a service received becomes a token for another target, with the
+tenant's client as the actor. Cached by a hash of the subject token and the target's route, never by the
+subject token itself; concurrent identical exchanges share one request to the STS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from broker.errors import InvalidRequestError, StoreUnavailableError
+from broker.model import AccessToken
+from broker.sessions.ports import TokenEndpoint
+from broker.tokens.policy import FreshnessPolicy
+from broker.tokens.ports import TokenStore
+from broker.tokens.routes import RouteTable
+
+_NO_TIME = timedelta(0)
+_PRUNE_AT = 10_000
+
+
+class TokenExchanger:
+    def __init__(
+        self,
+        routes: RouteTable,
+        token_endpoint: TokenEndpoint,
+        clock: Callable[[], datetime],
+        store: TokenStore | None = None,
+        *,
+        policy: FreshnessPolicy | None = None,
+    ) -> None:
+        self._routes = routes
+        self._token_endpoint = token_endpoint
+        self._clock = clock
+        self._store = store
+        self._policy = policy or FreshnessPolicy()
+        self._memory: dict[str, tuple[AccessToken, datetime]] = {}
+        self._inflight: dict[str, asyncio.Task[AccessToken]] = {}
+
+    async def exchange(
+        self, tenant: str, target: str, subject_token: str, min_remaining: timedelta = _NO_TIME
+    ) -> AccessToken:
+        if not subject_token:
+            raise InvalidRequestError("subject_token", "is required")
+        route = self._routes.resolve(tenant, target)
+        digest = hashlib.sha256(f"{route.cache_key}|{subject_token}".encode()).hexdigest()[:40]
+        key = f"x1:{tenant}:{target}:{digest}"
+        cached = self._memory.get(key)
+        if cached is not None and self._clock() + min_remaining < cached[1]:
+            return cached[0]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(key, tenant, target, subject_token))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        token = await asyncio.shield(task)
+        if self._clock() + min_remaining >= self._policy.usable_until(token):
+            raise InvalidRequestError("min_remaining_lifetime", "longer than the exchanged token lives")
+        return token
+
+    async def _fetch(self, key: str, tenant: str, target: str, subject_token: str) -> AccessToken:
+        self._prune()
+        if self._store is not None:
+            stored = None
+            with contextlib.suppress(StoreUnavailableError):  # the store is a cache here: go on without it
+                stored = await self._store.get(key)
+            if stored is not None and self._clock() < self._policy.usable_until(stored):
+                self._memory[key] = (stored, self._policy.usable_until(stored))
+                return stored
+        route = self._routes.resolve(tenant, target)
+        token = await self._token_endpoint.exchange(
+            route.client, subject_token=subject_token, target=route.target, details=route.details
+        )
+        usable_until = self._policy.usable_until(token)
+        self._memory[key] = (token, usable_until)
+        if self._store is not None:
+            with contextlib.suppress(StoreUnavailableError):
+                await self._store.put(
+                    key, token, max(usable_until - self._clock(), timedelta(milliseconds=1))
+                )
+        return token
+
+    def _prune(self) -> None:
+        """Every subject token makes a new entry; drop the ones that can no longer be served."""
+        if len(self._memory) < _PRUNE_AT:
+            return
+        now = self._clock()
+        for key in [key for key, (_, usable_until) in self._memory.items() if usable_until <= now]:
+            del self._memory[key]

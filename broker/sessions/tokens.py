@@ -1,0 +1,184 @@
+"""Single-audience tokens for a user's session, one target at a time, from the session's refresh token.
+
+HelseID rotates refresh tokens: two refreshes racing with the same one can burn the session. So refreshes of
+one session are serialised: in this process by a lock per session, across replicas by a lease with a fencing
+number, renewed while the STS answers. The rotated refresh token is stored together with the access token
+it bought, and only while the lease holds, before any caller sees the token. A store fault stops the
+refresh (the new refresh token could not be kept) and answers UNAVAILABLE; it never loses the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from broker.errors import (
+    IdpRejectedError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoreUnavailableError,
+)
+from broker.model import AccessToken, Session
+from broker.sessions.login import session_key
+from broker.sessions.ports import LoginEndpoints, SessionLease, SessionStore, TokenEndpoint
+from broker.tokens.policy import FreshnessPolicy
+from broker.tokens.routes import RouteTable
+
+_log = logging.getLogger(__name__)
+_NO_TIME = timedelta(0)
+_POLL = 0.1
+
+
+class SessionTokens:
+    def __init__(
+        self,
+        routes: RouteTable,
+        token_endpoint: TokenEndpoint,
+        endpoints: LoginEndpoints,
+        store: SessionStore,
+        clock: Callable[[], datetime],
+        *,
+        policy: FreshnessPolicy | None = None,
+        lease_ttl: timedelta = timedelta(seconds=10),
+    ) -> None:
+        self._routes = routes
+        self._token_endpoint = token_endpoint
+        self._endpoints = endpoints
+        self._store = store
+        self._clock = clock
+        self._policy = policy or FreshnessPolicy()
+        self._lease_ttl = lease_ttl
+        self._memory: dict[tuple[str, str], tuple[AccessToken, datetime]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def token(self, session_id: str, target: str, min_remaining: timedelta = _NO_TIME) -> AccessToken:
+        if not session_id:
+            raise InvalidRequestError("session_id", "is required")
+        key = session_key(session_id)
+        cached = self._memory.get((key, target))
+        if cached is not None and self._clock() + min_remaining < cached[1]:
+            return cached[0]
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._token_serialised(key, target, min_remaining)
+
+    async def end(self, session_id: str) -> bool:
+        """Revokes the session's refresh token at the STS (where it offers revocation) and deletes it."""
+        key = session_key(session_id)
+        session = await self._store.get(key)
+        if session is None:
+            raise NotFoundError("no such session", reason="SESSION_NOT_FOUND")
+        client = self._routes.resolve(session.tenant, session.targets[0]).client
+        revoked = await self._endpoints.revoke_refresh_token(client, session.refresh_token)
+        await self._store.delete(key)
+        for memory_key in [k for k in self._memory if k[0] == key]:
+            del self._memory[memory_key]
+        return revoked
+
+    async def _token_serialised(self, key: str, target: str, min_remaining: timedelta) -> AccessToken:
+        deadline = time.monotonic() + 3 * self._lease_ttl.total_seconds()
+        while time.monotonic() < deadline:
+            token = await self._stored_token(key, target, min_remaining)
+            if token is not None:
+                return token
+            lease = await self._store.try_lease(key, self._lease_ttl)
+            if lease is not None:
+                return await self._refresh_under_lease(lease, key, target, min_remaining)
+            await asyncio.sleep(
+                _POLL
+            )  # another replica refreshes this session; its result lands in the store
+        raise StoreUnavailableError("the session stayed locked by another replica")
+
+    async def _stored_token(self, key: str, target: str, min_remaining: timedelta) -> AccessToken | None:
+        token = await self._store.get_token(key, target)
+        if token is None:
+            return None
+        usable_until = self._policy.usable_until(token)
+        if self._clock() + min_remaining >= usable_until:
+            return None
+        self._memory[(key, target)] = (token, usable_until)
+        return token
+
+    async def _refresh_under_lease(
+        self, lease: SessionLease, key: str, target: str, min_remaining: timedelta
+    ) -> AccessToken:
+        saved = False
+        renewer = asyncio.get_running_loop().create_task(self._keep(lease))
+        try:
+            # Another replica may have finished a refresh just before we got the lease.
+            token = await self._stored_token(key, target, min_remaining)
+            if token is not None:
+                return token
+            session = await self._live_session(key)
+            route = self._routes.resolve(session.tenant, target)
+            if target not in session.targets:
+                raise PermissionDeniedError(
+                    f"the session was not logged in for target {target!r}",
+                    reason="TARGET_NOT_IN_SESSION",
+                    target=target,
+                )
+            try:
+                tokens = await self._token_endpoint.refresh(
+                    route.client,
+                    refresh_token=session.refresh_token,
+                    target=route.target,
+                    details=route.details,
+                )
+            except IdpRejectedError as exc:
+                if exc.oauth_error == "invalid_grant":
+                    # The refresh token is dead (revoked, expired, or used twice): the user must log in again.
+                    await self._store.delete(key)
+                    raise PermissionDeniedError(
+                        "the session has ended; log in again", reason="LOGIN_REQUIRED"
+                    ) from exc
+                raise
+            now = self._clock()
+            refreshed = replace(
+                session,
+                refresh_token=tokens.refresh_token or session.refresh_token,
+                expires_at=tokens.refresh_expires_at or session.expires_at,
+            )
+            token = tokens.access_token
+            usable_until = self._policy.usable_until(token)
+            renewer.cancel()
+            saved = await self._store.save_refreshed(
+                lease,
+                session=refreshed,
+                session_ttl=max(refreshed.expires_at - now, timedelta(seconds=1)),
+                target=target,
+                token=token,
+                token_ttl=max(usable_until - now, timedelta(milliseconds=1)),
+            )
+            if not saved:
+                _log.error(
+                    "lease on a session was lost during its refresh; the rotated refresh token is not stored"
+                )
+                raise StoreUnavailableError("the session's lease was lost during the refresh")
+            self._memory[(key, target)] = (token, usable_until)
+            return token
+        finally:
+            renewer.cancel()
+            if not saved:
+                with contextlib.suppress(StoreUnavailableError):
+                    await self._store.release(lease)
+
+    async def _live_session(self, key: str) -> Session:
+        session = await self._store.get(key)
+        if session is None:
+            raise NotFoundError("no such session (unknown, ended or expired)", reason="SESSION_NOT_FOUND")
+        if session.expires_at <= self._clock():
+            await self._store.delete(key)
+            raise NotFoundError("the session has expired", reason="SESSION_EXPIRED")
+        return session
+
+    async def _keep(self, lease: SessionLease) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
+            if not await self._store.renew(lease, self._lease_ttl):
+                return

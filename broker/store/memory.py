@@ -1,0 +1,126 @@
+"""The embedded default's session store: process memory, one process, gone when the broker stops.
+
+It keeps the same contract as the Redis store (single-use login states, leases with fencing, the rotated
+refresh token saved with the new access token in one step), so the session service has one code path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Generic, Protocol, TypeVar
+
+from broker.model import AccessToken, PendingLogin, Session
+
+V = TypeVar("V")
+
+
+class _Expiring(Generic[V]):
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self._clock = clock
+        self._items: dict[str, tuple[V, datetime]] = {}
+
+    def put(self, key: str, value: V, ttl: timedelta) -> None:
+        self._items[key] = (value, self._clock() + ttl)
+
+    def get(self, key: str) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        if self._clock() >= item[1]:
+            del self._items[key]
+            return None
+        return item[0]
+
+    def pop(self, key: str) -> V | None:
+        value = self.get(key)
+        self._items.pop(key, None)
+        return value
+
+    def drop_prefix(self, prefix: str) -> None:
+        for key in [key for key in self._items if key.startswith(prefix)]:
+            del self._items[key]
+
+
+class _Lease(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def fencing(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryLease:
+    key: str
+    fencing: int
+
+
+class MemorySessionStore:
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._pending: _Expiring[PendingLogin] = _Expiring(clock)
+        self._sessions: _Expiring[Session] = _Expiring(clock)
+        self._tokens: _Expiring[AccessToken] = _Expiring(clock)
+        self._leases: _Expiring[int] = _Expiring(clock)
+        self._fencing = itertools.count(1)
+
+    async def put_pending(self, state: str, login: PendingLogin, ttl: timedelta) -> None:
+        self._pending.put(state, login, ttl)
+
+    async def take_pending(self, state: str) -> PendingLogin | None:
+        return self._pending.pop(state)
+
+    async def create(self, session: Session, ttl: timedelta) -> None:
+        self._sessions.put(session.session_key, session, ttl)
+
+    async def get(self, session_key: str) -> Session | None:
+        return self._sessions.get(session_key)
+
+    async def delete(self, session_key: str) -> None:
+        self._sessions.pop(session_key)
+        self._tokens.drop_prefix(session_key + "|")
+
+    async def get_token(self, session_key: str, target: str) -> AccessToken | None:
+        return self._tokens.get(f"{session_key}|{target}")
+
+    async def put_token(self, session_key: str, target: str, token: AccessToken, ttl: timedelta) -> None:
+        self._tokens.put(f"{session_key}|{target}", token, ttl)
+
+    async def try_lease(self, session_key: str, ttl: timedelta) -> MemoryLease | None:
+        if self._leases.get(session_key) is not None:
+            return None
+        fencing = next(self._fencing)
+        self._leases.put(session_key, fencing, ttl)
+        return MemoryLease(session_key, fencing)
+
+    async def renew(self, lease: _Lease, ttl: timedelta) -> bool:
+        if self._leases.get(lease.key) != lease.fencing:
+            return False
+        self._leases.put(lease.key, lease.fencing, ttl)
+        return True
+
+    async def release(self, lease: _Lease) -> None:
+        if self._leases.get(lease.key) == lease.fencing:
+            self._leases.pop(lease.key)
+
+    async def save_refreshed(
+        self,
+        lease: _Lease,
+        *,
+        session: Session,
+        session_ttl: timedelta,
+        target: str,
+        token: AccessToken,
+        token_ttl: timedelta,
+    ) -> bool:
+        if self._leases.get(lease.key) != lease.fencing:
+            return False
+        self._sessions.put(session.session_key, session, session_ttl)
+        self._tokens.put(f"{session.session_key}|{target}", token, token_ttl)
+        self._leases.pop(lease.key)
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,183 @@
+"""User sessions in Redis: sealed records with TTLs, single-use login states, and refresh serialisation.
+
+    broker:v1:login:{<state hash>}          a pending login (TTL: the login's lifetime), taken with GETDEL
+    broker:v1:{sess:<key>}:session          the session: refresh token and user identity (TTL: rt_expires_in)
+    broker:v1:{sess:<key>}:tok:<target>     a session's access token for a target
+    broker:v1:{sess:<key>}:lease            the fencing number of the replica refreshing the session
+    broker:v1:{sess:<key>}:fence            the last fencing number handed out
+
+`<key>` is a hash of the session id, never the id: the id is the caller's credential. One hash tag per
+session keeps the Lua scripts valid on Redis Cluster. Sessions survive a broker restart, and a Redis restart
+when Redis persists (AOF or RDB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from broker.errors import StoreUnavailableError
+from broker.model import AccessToken, PendingLogin, Session
+from broker.store.codec import SealedCodec
+from broker.store.redis import PREFIX
+
+T = TypeVar("T")
+
+_ACQUIRE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fencing = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], fencing, 'PX', ARGV[1])
+return fencing
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# KEYS: lease, session, token. ARGV: fencing, sealed session, session ms, sealed token, token ms.
+# The rotated refresh token and the access token it bought are stored together, or not at all.
+_SAVE_REFRESHED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+class _Lease(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def fencing(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSessionLease:
+    key: str
+    fencing: int
+
+
+def _session(key: str, kind: str) -> str:
+    return f"{PREFIX}{{sess:{key}}}:{kind}"
+
+
+def _ms(delta: timedelta) -> int:
+    return max(1, int(delta.total_seconds() * 1000))
+
+
+class RedisSessionStore:
+    def __init__(self, client: aioredis.Redis, codec: SealedCodec) -> None:
+        self._redis = client
+        self._codec = codec
+        self._acquire = client.register_script(_ACQUIRE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+        self._save = client.register_script(_SAVE_REFRESHED)
+
+    @classmethod
+    def from_url(
+        cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)
+    ) -> RedisSessionStore:
+        seconds = timeout.total_seconds()
+        client = aioredis.Redis.from_url(url, socket_timeout=seconds, socket_connect_timeout=seconds)
+        return cls(client, SealedCodec(key))
+
+    async def put_pending(self, state: str, login: PendingLogin, ttl: timedelta) -> None:
+        record = _pending(state)
+        await self._call(self._redis.set(record, self._codec.seal_pending(record, login), px=_ms(ttl)))
+
+    async def take_pending(self, state: str) -> PendingLogin | None:
+        record = _pending(state)
+        blob = await self._call(self._redis.getdel(record))
+        return None if blob is None else self._codec.open_pending(record, _bytes(blob))
+
+    async def create(self, session: Session, ttl: timedelta) -> None:
+        record = _session(session.session_key, "session")
+        await self._call(self._redis.set(record, self._codec.seal_session(record, session), px=_ms(ttl)))
+
+    async def get(self, session_key: str) -> Session | None:
+        record = _session(session_key, "session")
+        blob = await self._call(self._redis.get(record))
+        return None if blob is None else self._codec.open_session(record, _bytes(blob))
+
+    async def delete(self, session_key: str) -> None:
+        # Glob-escape the hash tag's braces; the pattern then matches exactly this session's records.
+        pattern = _session(session_key, "*").replace("{", "\\{").replace("}", "\\}")
+        try:
+            keys = [key async for key in self._redis.scan_iter(match=pattern)]
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis session operation failed: {type(exc).__name__}") from exc
+        if keys:
+            await self._call(self._redis.delete(*keys))
+
+    async def get_token(self, session_key: str, target: str) -> AccessToken | None:
+        record = _session(session_key, f"tok:{target}")
+        blob = await self._call(self._redis.get(record))
+        return None if blob is None else self._codec.open(record, _bytes(blob))
+
+    async def put_token(self, session_key: str, target: str, token: AccessToken, ttl: timedelta) -> None:
+        record = _session(session_key, f"tok:{target}")
+        await self._call(self._redis.set(record, self._codec.seal(record, token), px=_ms(ttl)))
+
+    async def try_lease(self, session_key: str, ttl: timedelta) -> RedisSessionLease | None:
+        keys = [_session(session_key, "lease"), _session(session_key, "fence")]
+        fencing = int(await self._call(self._acquire(keys=keys, args=[_ms(ttl)])))
+        return RedisSessionLease(session_key, fencing) if fencing else None
+
+    async def renew(self, lease: _Lease, ttl: timedelta) -> bool:
+        keys = [_session(lease.key, "lease")]
+        return bool(await self._call(self._renew(keys=keys, args=[lease.fencing, _ms(ttl)])))
+
+    async def release(self, lease: _Lease) -> None:
+        await self._call(self._release(keys=[_session(lease.key, "lease")], args=[lease.fencing]))
+
+    async def save_refreshed(
+        self,
+        lease: _Lease,
+        *,
+        session: Session,
+        session_ttl: timedelta,
+        target: str,
+        token: AccessToken,
+        token_ttl: timedelta,
+    ) -> bool:
+        record = _session(session.session_key, "session")
+        token_record = _session(session.session_key, f"tok:{target}")
+        keys = [_session(lease.key, "lease"), record, token_record]
+        args: list[bytes | str | int] = [
+            lease.fencing,
+            self._codec.seal_session(record, session),
+            _ms(session_ttl),
+            self._codec.seal(token_record, token),
+            _ms(token_ttl),
+        ]
+        return bool(await self._call(self._save(keys=keys, args=args)))
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailableError(f"redis session operation failed: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def _pending(state: str) -> str:
+    # The state travels through the browser; hashing it keeps it out of Redis key names.
+    return f"{PREFIX}login:{{{hashlib.sha256(state.encode()).hexdigest()}}}"
+
+
+def _bytes(blob: bytes | str) -> bytes:
+    return blob if isinstance(blob, bytes) else blob.encode()
