@@ -552,6 +552,765 @@ func (x *WatchTokenResponse) GetAccessToken() *AccessToken {
 	return nil
 }
 
+// Request for ExchangeToken.
+type ExchangeTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant whose client acts (the actor), as named in the broker's configuration.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The target API the new token is for.
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// The token to exchange, such as the access token the calling service received from its own caller.
+	SubjectToken string `protobuf:"bytes,3,opt,name=subject_token,json=subjectToken,proto3" json:"subject_token,omitempty"`
+	// The new token must stay valid at least this long.
+	MinRemainingLifetime *durationpb.Duration `protobuf:"bytes,4,opt,name=min_remaining_lifetime,json=minRemainingLifetime,proto3" json:"min_remaining_lifetime,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *ExchangeTokenRequest) Reset() {
+	*x = ExchangeTokenRequest{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeTokenRequest) ProtoMessage() {}
+
+func (x *ExchangeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeTokenRequest.ProtoReflect.Descriptor instead.
+func (*ExchangeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExchangeTokenRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ExchangeTokenRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ExchangeTokenRequest) GetSubjectToken() string {
+	if x != nil {
+		return x.SubjectToken
+	}
+	return ""
+}
+
+func (x *ExchangeTokenRequest) GetMinRemainingLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.MinRemainingLifetime
+	}
+	return nil
+}
+
+// Response for ExchangeToken.
+type ExchangeTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The exchanged access token.
+	AccessToken   *AccessToken `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangeTokenResponse) Reset() {
+	*x = ExchangeTokenResponse{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangeTokenResponse) ProtoMessage() {}
+
+func (x *ExchangeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangeTokenResponse.ProtoReflect.Descriptor instead.
+func (*ExchangeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ExchangeTokenResponse) GetAccessToken() *AccessToken {
+	if x != nil {
+		return x.AccessToken
+	}
+	return nil
+}
+
+// Request for StartLogin.
+type StartLoginRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tenant the user works for, as named in the broker's configuration.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The targets the session will get tokens for; the first one gets the token of the login itself.
+	Targets []string `protobuf:"bytes,2,rep,name=targets,proto3" json:"targets,omitempty"`
+	// Where the STS sends the browser back; one of the client's configured redirect URIs (default: the first).
+	RedirectUri string `protobuf:"bytes,3,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	// A hint to the STS about who logs in (OpenID Connect `login_hint`).
+	LoginHint     string `protobuf:"bytes,4,opt,name=login_hint,json=loginHint,proto3" json:"login_hint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartLoginRequest) Reset() {
+	*x = StartLoginRequest{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartLoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartLoginRequest) ProtoMessage() {}
+
+func (x *StartLoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartLoginRequest.ProtoReflect.Descriptor instead.
+func (*StartLoginRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StartLoginRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *StartLoginRequest) GetTargets() []string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *StartLoginRequest) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *StartLoginRequest) GetLoginHint() string {
+	if x != nil {
+		return x.LoginHint
+	}
+	return ""
+}
+
+// Response for StartLogin.
+type StartLoginResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The URL to send the user's browser to.
+	AuthorizationUrl string `protobuf:"bytes,1,opt,name=authorization_url,json=authorizationUrl,proto3" json:"authorization_url,omitempty"`
+	// The `state` the callback will carry; the front end may use it to match the callback to this login.
+	State string `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// The URL must be opened before this time.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartLoginResponse) Reset() {
+	*x = StartLoginResponse{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartLoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartLoginResponse) ProtoMessage() {}
+
+func (x *StartLoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartLoginResponse.ProtoReflect.Descriptor instead.
+func (*StartLoginResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StartLoginResponse) GetAuthorizationUrl() string {
+	if x != nil {
+		return x.AuthorizationUrl
+	}
+	return ""
+}
+
+func (x *StartLoginResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *StartLoginResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// Request for CompleteLogin.
+type CompleteLoginRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `state` parameter of the callback.
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// The `code` parameter of the callback.
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The `iss` parameter of the callback (RFC 9207); it must be the client's issuer.
+	Issuer        string `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteLoginRequest) Reset() {
+	*x = CompleteLoginRequest{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteLoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteLoginRequest) ProtoMessage() {}
+
+func (x *CompleteLoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteLoginRequest.ProtoReflect.Descriptor instead.
+func (*CompleteLoginRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CompleteLoginRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *CompleteLoginRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *CompleteLoginRequest) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+// Response for CompleteLogin.
+type CompleteLoginResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new session. Its id is a credential: keep it like a session cookie.
+	Session       *UserSession `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteLoginResponse) Reset() {
+	*x = CompleteLoginResponse{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteLoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteLoginResponse) ProtoMessage() {}
+
+func (x *CompleteLoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteLoginResponse.ProtoReflect.Descriptor instead.
+func (*CompleteLoginResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CompleteLoginResponse) GetSession() *UserSession {
+	if x != nil {
+		return x.Session
+	}
+	return nil
+}
+
+// A logged-in user's session held by the broker.
+type UserSession struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id, to pass to GetSessionToken and EndSession.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The tenant of the session.
+	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The targets the session can get tokens for.
+	Targets []string `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty"`
+	// Who logged in.
+	User *User `protobuf:"bytes,4,opt,name=user,proto3" json:"user,omitempty"`
+	// When the session ends (the refresh token's lifetime).
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserSession) Reset() {
+	*x = UserSession{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserSession) ProtoMessage() {}
+
+func (x *UserSession) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserSession.ProtoReflect.Descriptor instead.
+func (*UserSession) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UserSession) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *UserSession) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *UserSession) GetTargets() []string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *UserSession) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *UserSession) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// The logged-in user, from the verified ID token.
+type User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `sub` claim.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The national identity number (`helseid://claims/identity/pid`).
+	Pid string `protobuf:"bytes,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	// The HPR number of a health worker (`helseid://claims/hpr/hpr_number`).
+	HprNumber string `protobuf:"bytes,3,opt,name=hpr_number,json=hprNumber,proto3" json:"hpr_number,omitempty"`
+	// The security level of the login, "4" for BankID and the like.
+	SecurityLevel string `protobuf:"bytes,4,opt,name=security_level,json=securityLevel,proto3" json:"security_level,omitempty"`
+	// The assurance level of the login, such as "high".
+	AssuranceLevel string `protobuf:"bytes,5,opt,name=assurance_level,json=assuranceLevel,proto3" json:"assurance_level,omitempty"`
+	// The user's full name.
+	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
+	// The user's given name.
+	GivenName string `protobuf:"bytes,7,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
+	// The user's family name.
+	FamilyName    string `protobuf:"bytes,8,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *User) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *User) GetPid() string {
+	if x != nil {
+		return x.Pid
+	}
+	return ""
+}
+
+func (x *User) GetHprNumber() string {
+	if x != nil {
+		return x.HprNumber
+	}
+	return ""
+}
+
+func (x *User) GetSecurityLevel() string {
+	if x != nil {
+		return x.SecurityLevel
+	}
+	return ""
+}
+
+func (x *User) GetAssuranceLevel() string {
+	if x != nil {
+		return x.AssuranceLevel
+	}
+	return ""
+}
+
+func (x *User) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *User) GetGivenName() string {
+	if x != nil {
+		return x.GivenName
+	}
+	return ""
+}
+
+func (x *User) GetFamilyName() string {
+	if x != nil {
+		return x.FamilyName
+	}
+	return ""
+}
+
+// Request for GetSessionToken.
+type GetSessionTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id from CompleteLogin.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The target API; one of the session's targets.
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// The token must stay valid at least this long.
+	MinRemainingLifetime *durationpb.Duration `protobuf:"bytes,3,opt,name=min_remaining_lifetime,json=minRemainingLifetime,proto3" json:"min_remaining_lifetime,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *GetSessionTokenRequest) Reset() {
+	*x = GetSessionTokenRequest{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionTokenRequest) ProtoMessage() {}
+
+func (x *GetSessionTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionTokenRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetSessionTokenRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *GetSessionTokenRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *GetSessionTokenRequest) GetMinRemainingLifetime() *durationpb.Duration {
+	if x != nil {
+		return x.MinRemainingLifetime
+	}
+	return nil
+}
+
+// Response for GetSessionToken.
+type GetSessionTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's access token for the target (one audience).
+	AccessToken   *AccessToken `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionTokenResponse) Reset() {
+	*x = GetSessionTokenResponse{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionTokenResponse) ProtoMessage() {}
+
+func (x *GetSessionTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetSessionTokenResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *GetSessionTokenResponse) GetAccessToken() *AccessToken {
+	if x != nil {
+		return x.AccessToken
+	}
+	return nil
+}
+
+// Request for EndSession.
+type EndSessionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id from CompleteLogin.
+	SessionId     string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionRequest) Reset() {
+	*x = EndSessionRequest{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionRequest) ProtoMessage() {}
+
+func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
+func (*EndSessionRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EndSessionRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+// Response for EndSession.
+type EndSessionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when the STS revoked the refresh token; false when it offers no revocation endpoint.
+	Revoked       bool `protobuf:"varint,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndSessionResponse) Reset() {
+	*x = EndSessionResponse{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndSessionResponse) ProtoMessage() {}
+
+func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
+func (*EndSessionResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *EndSessionResponse) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
 // Request for GetBrokerInfo.
 type GetBrokerInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -561,7 +1320,7 @@ type GetBrokerInfoRequest struct {
 
 func (x *GetBrokerInfoRequest) Reset() {
 	*x = GetBrokerInfoRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +1332,7 @@ func (x *GetBrokerInfoRequest) String() string {
 func (*GetBrokerInfoRequest) ProtoMessage() {}
 
 func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +1345,7 @@ func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{7}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{19}
 }
 
 // Response for GetBrokerInfo.
@@ -600,7 +1359,7 @@ type GetBrokerInfoResponse struct {
 
 func (x *GetBrokerInfoResponse) Reset() {
 	*x = GetBrokerInfoResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +1371,7 @@ func (x *GetBrokerInfoResponse) String() string {
 func (*GetBrokerInfoResponse) ProtoMessage() {}
 
 func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +1384,7 @@ func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{8}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetBrokerInfoResponse) GetVersion() string {
@@ -676,19 +1435,82 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\x06tenant\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06tenant\x12\x1c\n" +
 	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\"O\n" +
 	"\x12WatchTokenResponse\x129\n" +
-	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\x16\n" +
+	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\xd4\x01\n" +
+	"\x14ExchangeTokenRequest\x12\x1c\n" +
+	"\x06tenant\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06tenant\x12\x1c\n" +
+	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12)\n" +
+	"\rsubject_token\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\fsubjectToken\x12U\n" +
+	"\x16min_remaining_lifetime\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"R\n" +
+	"\x15ExchangeTokenResponse\x129\n" +
+	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\x9f\x01\n" +
+	"\x11StartLoginRequest\x12\x1c\n" +
+	"\x06tenant\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06tenant\x12\x1e\n" +
+	"\atargets\x18\x02 \x03(\tB\x04\xe2A\x01\x02R\atargets\x12'\n" +
+	"\fredirect_uri\x18\x03 \x01(\tB\x04\xe2A\x01\x01R\vredirectUri\x12#\n" +
+	"\n" +
+	"login_hint\x18\x04 \x01(\tB\x04\xe2A\x01\x01R\tloginHint\"\x94\x01\n" +
+	"\x12StartLoginResponse\x12+\n" +
+	"\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"j\n" +
+	"\x14CompleteLoginRequest\x12\x1a\n" +
+	"\x05state\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05state\x12\x18\n" +
+	"\x04code\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04code\x12\x1c\n" +
+	"\x06issuer\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\x06issuer\"I\n" +
+	"\x15CompleteLoginResponse\x120\n" +
+	"\asession\x18\x01 \x01(\v2\x16.broker.v1.UserSessionR\asession\"\xc0\x01\n" +
+	"\vUserSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x18\n" +
+	"\atargets\x18\x03 \x03(\tR\atargets\x12#\n" +
+	"\x04user\x18\x04 \x01(\v2\x0f.broker.v1.UserR\x04user\x12;\n" +
+	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xf5\x01\n" +
+	"\x04User\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\tR\x03pid\x12\x1d\n" +
+	"\n" +
+	"hpr_number\x18\x03 \x01(\tR\thprNumber\x12%\n" +
+	"\x0esecurity_level\x18\x04 \x01(\tR\rsecurityLevel\x12'\n" +
+	"\x0fassurance_level\x18\x05 \x01(\tR\x0eassuranceLevel\x12\x12\n" +
+	"\x04name\x18\x06 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"given_name\x18\a \x01(\tR\tgivenName\x12\x1f\n" +
+	"\vfamily_name\x18\b \x01(\tR\n" +
+	"familyName\"\xb2\x01\n" +
+	"\x16GetSessionTokenRequest\x12#\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\x12\x1c\n" +
+	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12U\n" +
+	"\x16min_remaining_lifetime\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"T\n" +
+	"\x17GetSessionTokenResponse\x129\n" +
+	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"8\n" +
+	"\x11EndSessionRequest\x12#\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\".\n" +
+	"\x12EndSessionResponse\x12\x18\n" +
+	"\arevoked\x18\x01 \x01(\bR\arevoked\"\x16\n" +
 	"\x14GetBrokerInfoRequest\"1\n" +
 	"\x15GetBrokerInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion*S\n" +
 	"\tTokenType\x12\x1a\n" +
 	"\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TOKEN_TYPE_BEARER\x10\x01\x12\x13\n" +
-	"\x0fTOKEN_TYPE_DPOP\x10\x022\xd7\x02\n" +
+	"\x0fTOKEN_TYPE_DPOP\x10\x022\xef\x05\n" +
 	"\x12TokenBrokerService\x12C\n" +
 	"\bGetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12[\n" +
 	"\x10AuthorizeRequest\x12\".broker.v1.AuthorizeRequestRequest\x1a#.broker.v1.AuthorizeRequestResponse\x12K\n" +
 	"\n" +
 	"WatchToken\x12\x1c.broker.v1.WatchTokenRequest\x1a\x1d.broker.v1.WatchTokenResponse0\x01\x12R\n" +
+	"\rExchangeToken\x12\x1f.broker.v1.ExchangeTokenRequest\x1a .broker.v1.ExchangeTokenResponse\x12I\n" +
+	"\n" +
+	"StartLogin\x12\x1c.broker.v1.StartLoginRequest\x1a\x1d.broker.v1.StartLoginResponse\x12R\n" +
+	"\rCompleteLogin\x12\x1f.broker.v1.CompleteLoginRequest\x1a .broker.v1.CompleteLoginResponse\x12X\n" +
+	"\x0fGetSessionToken\x12!.broker.v1.GetSessionTokenRequest\x1a\".broker.v1.GetSessionTokenResponse\x12I\n" +
+	"\n" +
+	"EndSession\x12\x1c.broker.v1.EndSessionRequest\x1a\x1d.broker.v1.EndSessionResponse\x12R\n" +
 	"\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseBr\n" +
 	"\x14no.helseid.broker.v1B\x17TokenBrokerServiceProtoP\x01Z+helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3"
 
@@ -705,7 +1527,7 @@ func file_broker_v1_token_broker_service_proto_rawDescGZIP() []byte {
 }
 
 var file_broker_v1_token_broker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_broker_v1_token_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_broker_v1_token_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_broker_v1_token_broker_service_proto_goTypes = []any{
 	(TokenType)(0),                   // 0: broker.v1.TokenType
 	(*AccessToken)(nil),              // 1: broker.v1.AccessToken
@@ -715,33 +1537,63 @@ var file_broker_v1_token_broker_service_proto_goTypes = []any{
 	(*AuthorizeRequestResponse)(nil), // 5: broker.v1.AuthorizeRequestResponse
 	(*WatchTokenRequest)(nil),        // 6: broker.v1.WatchTokenRequest
 	(*WatchTokenResponse)(nil),       // 7: broker.v1.WatchTokenResponse
-	(*GetBrokerInfoRequest)(nil),     // 8: broker.v1.GetBrokerInfoRequest
-	(*GetBrokerInfoResponse)(nil),    // 9: broker.v1.GetBrokerInfoResponse
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 11: google.protobuf.Duration
+	(*ExchangeTokenRequest)(nil),     // 8: broker.v1.ExchangeTokenRequest
+	(*ExchangeTokenResponse)(nil),    // 9: broker.v1.ExchangeTokenResponse
+	(*StartLoginRequest)(nil),        // 10: broker.v1.StartLoginRequest
+	(*StartLoginResponse)(nil),       // 11: broker.v1.StartLoginResponse
+	(*CompleteLoginRequest)(nil),     // 12: broker.v1.CompleteLoginRequest
+	(*CompleteLoginResponse)(nil),    // 13: broker.v1.CompleteLoginResponse
+	(*UserSession)(nil),              // 14: broker.v1.UserSession
+	(*User)(nil),                     // 15: broker.v1.User
+	(*GetSessionTokenRequest)(nil),   // 16: broker.v1.GetSessionTokenRequest
+	(*GetSessionTokenResponse)(nil),  // 17: broker.v1.GetSessionTokenResponse
+	(*EndSessionRequest)(nil),        // 18: broker.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),       // 19: broker.v1.EndSessionResponse
+	(*GetBrokerInfoRequest)(nil),     // 20: broker.v1.GetBrokerInfoRequest
+	(*GetBrokerInfoResponse)(nil),    // 21: broker.v1.GetBrokerInfoResponse
+	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
 }
 var file_broker_v1_token_broker_service_proto_depIdxs = []int32{
 	0,  // 0: broker.v1.AccessToken.token_type:type_name -> broker.v1.TokenType
-	10, // 1: broker.v1.AccessToken.expire_time:type_name -> google.protobuf.Timestamp
-	11, // 2: broker.v1.GetTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	22, // 1: broker.v1.AccessToken.expire_time:type_name -> google.protobuf.Timestamp
+	23, // 2: broker.v1.GetTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	1,  // 3: broker.v1.GetTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	11, // 4: broker.v1.AuthorizeRequestRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	23, // 4: broker.v1.AuthorizeRequestRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	0,  // 5: broker.v1.AuthorizeRequestResponse.token_type:type_name -> broker.v1.TokenType
-	10, // 6: broker.v1.AuthorizeRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
+	22, // 6: broker.v1.AuthorizeRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: broker.v1.WatchTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	2,  // 8: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	4,  // 9: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
-	6,  // 10: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
-	8,  // 11: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
-	3,  // 12: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	5,  // 13: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
-	7,  // 14: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
-	9,  // 15: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	23, // 8: broker.v1.ExchangeTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	1,  // 9: broker.v1.ExchangeTokenResponse.access_token:type_name -> broker.v1.AccessToken
+	22, // 10: broker.v1.StartLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
+	14, // 11: broker.v1.CompleteLoginResponse.session:type_name -> broker.v1.UserSession
+	15, // 12: broker.v1.UserSession.user:type_name -> broker.v1.User
+	22, // 13: broker.v1.UserSession.expire_time:type_name -> google.protobuf.Timestamp
+	23, // 14: broker.v1.GetSessionTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	1,  // 15: broker.v1.GetSessionTokenResponse.access_token:type_name -> broker.v1.AccessToken
+	2,  // 16: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	4,  // 17: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
+	6,  // 18: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
+	8,  // 19: broker.v1.TokenBrokerService.ExchangeToken:input_type -> broker.v1.ExchangeTokenRequest
+	10, // 20: broker.v1.TokenBrokerService.StartLogin:input_type -> broker.v1.StartLoginRequest
+	12, // 21: broker.v1.TokenBrokerService.CompleteLogin:input_type -> broker.v1.CompleteLoginRequest
+	16, // 22: broker.v1.TokenBrokerService.GetSessionToken:input_type -> broker.v1.GetSessionTokenRequest
+	18, // 23: broker.v1.TokenBrokerService.EndSession:input_type -> broker.v1.EndSessionRequest
+	20, // 24: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
+	3,  // 25: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	5,  // 26: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
+	7,  // 27: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	9,  // 28: broker.v1.TokenBrokerService.ExchangeToken:output_type -> broker.v1.ExchangeTokenResponse
+	11, // 29: broker.v1.TokenBrokerService.StartLogin:output_type -> broker.v1.StartLoginResponse
+	13, // 30: broker.v1.TokenBrokerService.CompleteLogin:output_type -> broker.v1.CompleteLoginResponse
+	17, // 31: broker.v1.TokenBrokerService.GetSessionToken:output_type -> broker.v1.GetSessionTokenResponse
+	19, // 32: broker.v1.TokenBrokerService.EndSession:output_type -> broker.v1.EndSessionResponse
+	21, // 33: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
+	25, // [25:34] is the sub-list for method output_type
+	16, // [16:25] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_token_broker_service_proto_init() }
@@ -755,7 +1607,7 @@ func file_broker_v1_token_broker_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_token_broker_service_proto_rawDesc), len(file_broker_v1_token_broker_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,11 @@ const (
 	TokenBrokerService_GetToken_FullMethodName         = "/broker.v1.TokenBrokerService/GetToken"
 	TokenBrokerService_AuthorizeRequest_FullMethodName = "/broker.v1.TokenBrokerService/AuthorizeRequest"
 	TokenBrokerService_WatchToken_FullMethodName       = "/broker.v1.TokenBrokerService/WatchToken"
+	TokenBrokerService_ExchangeToken_FullMethodName    = "/broker.v1.TokenBrokerService/ExchangeToken"
+	TokenBrokerService_StartLogin_FullMethodName       = "/broker.v1.TokenBrokerService/StartLogin"
+	TokenBrokerService_CompleteLogin_FullMethodName    = "/broker.v1.TokenBrokerService/CompleteLogin"
+	TokenBrokerService_GetSessionToken_FullMethodName  = "/broker.v1.TokenBrokerService/GetSessionToken"
+	TokenBrokerService_EndSession_FullMethodName       = "/broker.v1.TokenBrokerService/EndSession"
 	TokenBrokerService_GetBrokerInfo_FullMethodName    = "/broker.v1.TokenBrokerService/GetBrokerInfo"
 )
 
@@ -47,6 +52,20 @@ type TokenBrokerServiceClient interface {
 	// has it, until the caller hangs up. While a caller watches, the broker keeps the token fresh. After a
 	// broker restart the caller reconnects and gets the current token first.
 	WatchToken(ctx context.Context, in *WatchTokenRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTokenResponse], error)
+	// Exchanges a token that a service received (the subject) for a token for another target (RFC 8693),
+	// with the tenant's client as the actor. Cached by a hash of the subject token and the target.
+	ExchangeToken(ctx context.Context, in *ExchangeTokenRequest, opts ...grpc.CallOption) (*ExchangeTokenResponse, error)
+	// Starts a user's login for a tenant and the targets the session will need: the broker pushes the
+	// authorization request (PAR, PKCE, every target's resource) and returns the URL to send the browser to.
+	StartLogin(ctx context.Context, in *StartLoginRequest, opts ...grpc.CallOption) (*StartLoginResponse, error)
+	// Completes a login from the redirect's callback parameters (code, state, iss) and creates a session.
+	// The state is good for one callback only.
+	CompleteLogin(ctx context.Context, in *CompleteLoginRequest, opts ...grpc.CallOption) (*CompleteLoginResponse, error)
+	// Returns a valid single-audience access token of a session for one target, refreshing the session's
+	// token (serialised across replicas, the rotated refresh token stored first) when needed.
+	GetSessionToken(ctx context.Context, in *GetSessionTokenRequest, opts ...grpc.CallOption) (*GetSessionTokenResponse, error)
+	// Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it.
+	EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error)
 	// Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
 	// ceiling of what the gRPC framework can serve on the machine.
 	GetBrokerInfo(ctx context.Context, in *GetBrokerInfoRequest, opts ...grpc.CallOption) (*GetBrokerInfoResponse, error)
@@ -99,6 +118,56 @@ func (c *tokenBrokerServiceClient) WatchToken(ctx context.Context, in *WatchToke
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TokenBrokerService_WatchTokenClient = grpc.ServerStreamingClient[WatchTokenResponse]
 
+func (c *tokenBrokerServiceClient) ExchangeToken(ctx context.Context, in *ExchangeTokenRequest, opts ...grpc.CallOption) (*ExchangeTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExchangeTokenResponse)
+	err := c.cc.Invoke(ctx, TokenBrokerService_ExchangeToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenBrokerServiceClient) StartLogin(ctx context.Context, in *StartLoginRequest, opts ...grpc.CallOption) (*StartLoginResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartLoginResponse)
+	err := c.cc.Invoke(ctx, TokenBrokerService_StartLogin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenBrokerServiceClient) CompleteLogin(ctx context.Context, in *CompleteLoginRequest, opts ...grpc.CallOption) (*CompleteLoginResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteLoginResponse)
+	err := c.cc.Invoke(ctx, TokenBrokerService_CompleteLogin_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenBrokerServiceClient) GetSessionToken(ctx context.Context, in *GetSessionTokenRequest, opts ...grpc.CallOption) (*GetSessionTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSessionTokenResponse)
+	err := c.cc.Invoke(ctx, TokenBrokerService_GetSessionToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenBrokerServiceClient) EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EndSessionResponse)
+	err := c.cc.Invoke(ctx, TokenBrokerService_EndSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *tokenBrokerServiceClient) GetBrokerInfo(ctx context.Context, in *GetBrokerInfoRequest, opts ...grpc.CallOption) (*GetBrokerInfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetBrokerInfoResponse)
@@ -131,6 +200,20 @@ type TokenBrokerServiceServer interface {
 	// has it, until the caller hangs up. While a caller watches, the broker keeps the token fresh. After a
 	// broker restart the caller reconnects and gets the current token first.
 	WatchToken(*WatchTokenRequest, grpc.ServerStreamingServer[WatchTokenResponse]) error
+	// Exchanges a token that a service received (the subject) for a token for another target (RFC 8693),
+	// with the tenant's client as the actor. Cached by a hash of the subject token and the target.
+	ExchangeToken(context.Context, *ExchangeTokenRequest) (*ExchangeTokenResponse, error)
+	// Starts a user's login for a tenant and the targets the session will need: the broker pushes the
+	// authorization request (PAR, PKCE, every target's resource) and returns the URL to send the browser to.
+	StartLogin(context.Context, *StartLoginRequest) (*StartLoginResponse, error)
+	// Completes a login from the redirect's callback parameters (code, state, iss) and creates a session.
+	// The state is good for one callback only.
+	CompleteLogin(context.Context, *CompleteLoginRequest) (*CompleteLoginResponse, error)
+	// Returns a valid single-audience access token of a session for one target, refreshing the session's
+	// token (serialised across replicas, the rotated refresh token stored first) when needed.
+	GetSessionToken(context.Context, *GetSessionTokenRequest) (*GetSessionTokenResponse, error)
+	// Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it.
+	EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error)
 	// Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
 	// ceiling of what the gRPC framework can serve on the machine.
 	GetBrokerInfo(context.Context, *GetBrokerInfoRequest) (*GetBrokerInfoResponse, error)
@@ -152,6 +235,21 @@ func (UnimplementedTokenBrokerServiceServer) AuthorizeRequest(context.Context, *
 }
 func (UnimplementedTokenBrokerServiceServer) WatchToken(*WatchTokenRequest, grpc.ServerStreamingServer[WatchTokenResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchToken not implemented")
+}
+func (UnimplementedTokenBrokerServiceServer) ExchangeToken(context.Context, *ExchangeTokenRequest) (*ExchangeTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExchangeToken not implemented")
+}
+func (UnimplementedTokenBrokerServiceServer) StartLogin(context.Context, *StartLoginRequest) (*StartLoginResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartLogin not implemented")
+}
+func (UnimplementedTokenBrokerServiceServer) CompleteLogin(context.Context, *CompleteLoginRequest) (*CompleteLoginResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteLogin not implemented")
+}
+func (UnimplementedTokenBrokerServiceServer) GetSessionToken(context.Context, *GetSessionTokenRequest) (*GetSessionTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSessionToken not implemented")
+}
+func (UnimplementedTokenBrokerServiceServer) EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EndSession not implemented")
 }
 func (UnimplementedTokenBrokerServiceServer) GetBrokerInfo(context.Context, *GetBrokerInfoRequest) (*GetBrokerInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBrokerInfo not implemented")
@@ -224,6 +322,96 @@ func _TokenBrokerService_WatchToken_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type TokenBrokerService_WatchTokenServer = grpc.ServerStreamingServer[WatchTokenResponse]
 
+func _TokenBrokerService_ExchangeToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExchangeTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServiceServer).ExchangeToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBrokerService_ExchangeToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServiceServer).ExchangeToken(ctx, req.(*ExchangeTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenBrokerService_StartLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartLoginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServiceServer).StartLogin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBrokerService_StartLogin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServiceServer).StartLogin(ctx, req.(*StartLoginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenBrokerService_CompleteLogin_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteLoginRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServiceServer).CompleteLogin(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBrokerService_CompleteLogin_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServiceServer).CompleteLogin(ctx, req.(*CompleteLoginRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenBrokerService_GetSessionToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSessionTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServiceServer).GetSessionToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBrokerService_GetSessionToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServiceServer).GetSessionToken(ctx, req.(*GetSessionTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenBrokerService_EndSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EndSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServiceServer).EndSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBrokerService_EndSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServiceServer).EndSession(ctx, req.(*EndSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TokenBrokerService_GetBrokerInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetBrokerInfoRequest)
 	if err := dec(in); err != nil {
@@ -256,6 +444,26 @@ var TokenBrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthorizeRequest",
 			Handler:    _TokenBrokerService_AuthorizeRequest_Handler,
+		},
+		{
+			MethodName: "ExchangeToken",
+			Handler:    _TokenBrokerService_ExchangeToken_Handler,
+		},
+		{
+			MethodName: "StartLogin",
+			Handler:    _TokenBrokerService_StartLogin_Handler,
+		},
+		{
+			MethodName: "CompleteLogin",
+			Handler:    _TokenBrokerService_CompleteLogin_Handler,
+		},
+		{
+			MethodName: "GetSessionToken",
+			Handler:    _TokenBrokerService_GetSessionToken_Handler,
+		},
+		{
+			MethodName: "EndSession",
+			Handler:    _TokenBrokerService_EndSession_Handler,
 		},
 		{
 			MethodName: "GetBrokerInfo",

@@ -148,6 +148,126 @@ export interface WatchTokenResponse {
   accessToken: AccessToken | undefined;
 }
 
+/** Request for ExchangeToken. */
+export interface ExchangeTokenRequest {
+  /** The tenant whose client acts (the actor), as named in the broker's configuration. */
+  tenant: string;
+  /** The target API the new token is for. */
+  target: string;
+  /** The token to exchange, such as the access token the calling service received from its own caller. */
+  subjectToken: string;
+  /** The new token must stay valid at least this long. */
+  minRemainingLifetime: Duration | undefined;
+}
+
+/** Response for ExchangeToken. */
+export interface ExchangeTokenResponse {
+  /** The exchanged access token. */
+  accessToken: AccessToken | undefined;
+}
+
+/** Request for StartLogin. */
+export interface StartLoginRequest {
+  /** The tenant the user works for, as named in the broker's configuration. */
+  tenant: string;
+  /** The targets the session will get tokens for; the first one gets the token of the login itself. */
+  targets: string[];
+  /** Where the STS sends the browser back; one of the client's configured redirect URIs (default: the first). */
+  redirectUri: string;
+  /** A hint to the STS about who logs in (OpenID Connect `login_hint`). */
+  loginHint: string;
+}
+
+/** Response for StartLogin. */
+export interface StartLoginResponse {
+  /** The URL to send the user's browser to. */
+  authorizationUrl: string;
+  /** The `state` the callback will carry; the front end may use it to match the callback to this login. */
+  state: string;
+  /** The URL must be opened before this time. */
+  expireTime: Date | undefined;
+}
+
+/** Request for CompleteLogin. */
+export interface CompleteLoginRequest {
+  /** The `state` parameter of the callback. */
+  state: string;
+  /** The `code` parameter of the callback. */
+  code: string;
+  /** The `iss` parameter of the callback (RFC 9207); it must be the client's issuer. */
+  issuer: string;
+}
+
+/** Response for CompleteLogin. */
+export interface CompleteLoginResponse {
+  /** The new session. Its id is a credential: keep it like a session cookie. */
+  session: UserSession | undefined;
+}
+
+/** A logged-in user's session held by the broker. */
+export interface UserSession {
+  /** The session's id, to pass to GetSessionToken and EndSession. */
+  sessionId: string;
+  /** The tenant of the session. */
+  tenant: string;
+  /** The targets the session can get tokens for. */
+  targets: string[];
+  /** Who logged in. */
+  user:
+    | User
+    | undefined;
+  /** When the session ends (the refresh token's lifetime). */
+  expireTime: Date | undefined;
+}
+
+/** The logged-in user, from the verified ID token. */
+export interface User {
+  /** The `sub` claim. */
+  subject: string;
+  /** The national identity number (`helseid://claims/identity/pid`). */
+  pid: string;
+  /** The HPR number of a health worker (`helseid://claims/hpr/hpr_number`). */
+  hprNumber: string;
+  /** The security level of the login, "4" for BankID and the like. */
+  securityLevel: string;
+  /** The assurance level of the login, such as "high". */
+  assuranceLevel: string;
+  /** The user's full name. */
+  name: string;
+  /** The user's given name. */
+  givenName: string;
+  /** The user's family name. */
+  familyName: string;
+}
+
+/** Request for GetSessionToken. */
+export interface GetSessionTokenRequest {
+  /** The session's id from CompleteLogin. */
+  sessionId: string;
+  /** The target API; one of the session's targets. */
+  target: string;
+  /** The token must stay valid at least this long. */
+  minRemainingLifetime: Duration | undefined;
+}
+
+/** Response for GetSessionToken. */
+export interface GetSessionTokenResponse {
+  /** The session's access token for the target (one audience). */
+  accessToken: AccessToken | undefined;
+}
+
+/** Request for EndSession. */
+export interface EndSessionRequest {
+  /** The session's id from CompleteLogin. */
+  sessionId: string;
+}
+
+/** Response for EndSession. */
+export interface EndSessionResponse {
+  /** True when the STS revoked the refresh token; false when it offers no revocation endpoint. */
+  revoked: boolean;
+}
+
 /** Request for GetBrokerInfo. */
 export interface GetBrokerInfoRequest {
 }
@@ -971,6 +1091,1289 @@ export const WatchTokenResponse: MessageFns<WatchTokenResponse> = {
   },
 };
 
+function createBaseExchangeTokenRequest(): ExchangeTokenRequest {
+  return { tenant: "", target: "", subjectToken: "", minRemainingLifetime: undefined };
+}
+
+export const ExchangeTokenRequest: MessageFns<ExchangeTokenRequest> = {
+  encode(message: ExchangeTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    if (message.target !== "") {
+      writer.uint32(18).string(message.target);
+    }
+    if (message.subjectToken !== "") {
+      writer.uint32(26).string(message.subjectToken);
+    }
+    if (message.minRemainingLifetime !== undefined) {
+      Duration.encode(message.minRemainingLifetime, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subjectToken = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.minRemainingLifetime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeTokenRequest {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      subjectToken: isSet(object.subjectToken)
+        ? globalThis.String(object.subjectToken)
+        : isSet(object.subject_token)
+        ? globalThis.String(object.subject_token)
+        : "",
+      minRemainingLifetime: isSet(object.minRemainingLifetime)
+        ? Duration.fromJSON(object.minRemainingLifetime)
+        : isSet(object.min_remaining_lifetime)
+        ? Duration.fromJSON(object.min_remaining_lifetime)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ExchangeTokenRequest): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.subjectToken !== "") {
+      obj.subjectToken = message.subjectToken;
+    }
+    if (message.minRemainingLifetime !== undefined) {
+      obj.minRemainingLifetime = Duration.toJSON(message.minRemainingLifetime);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExchangeTokenRequest>, I>>(base?: I): ExchangeTokenRequest {
+    return ExchangeTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExchangeTokenRequest>, I>>(object: I): ExchangeTokenRequest {
+    const message = createBaseExchangeTokenRequest();
+    message.tenant = object.tenant ?? "";
+    message.target = object.target ?? "";
+    message.subjectToken = object.subjectToken ?? "";
+    message.minRemainingLifetime = (object.minRemainingLifetime !== undefined && object.minRemainingLifetime !== null)
+      ? Duration.fromPartial(object.minRemainingLifetime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseExchangeTokenResponse(): ExchangeTokenResponse {
+  return { accessToken: undefined };
+}
+
+export const ExchangeTokenResponse: MessageFns<ExchangeTokenResponse> = {
+  encode(message: ExchangeTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accessToken !== undefined) {
+      AccessToken.encode(message.accessToken, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accessToken = AccessToken.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeTokenResponse {
+    return {
+      accessToken: isSet(object.accessToken)
+        ? AccessToken.fromJSON(object.accessToken)
+        : isSet(object.access_token)
+        ? AccessToken.fromJSON(object.access_token)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ExchangeTokenResponse): unknown {
+    const obj: any = {};
+    if (message.accessToken !== undefined) {
+      obj.accessToken = AccessToken.toJSON(message.accessToken);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExchangeTokenResponse>, I>>(base?: I): ExchangeTokenResponse {
+    return ExchangeTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExchangeTokenResponse>, I>>(object: I): ExchangeTokenResponse {
+    const message = createBaseExchangeTokenResponse();
+    message.accessToken = (object.accessToken !== undefined && object.accessToken !== null)
+      ? AccessToken.fromPartial(object.accessToken)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseStartLoginRequest(): StartLoginRequest {
+  return { tenant: "", targets: [], redirectUri: "", loginHint: "" };
+}
+
+export const StartLoginRequest: MessageFns<StartLoginRequest> = {
+  encode(message: StartLoginRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.tenant !== "") {
+      writer.uint32(10).string(message.tenant);
+    }
+    for (const v of message.targets) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.redirectUri !== "") {
+      writer.uint32(26).string(message.redirectUri);
+    }
+    if (message.loginHint !== "") {
+      writer.uint32(34).string(message.loginHint);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartLoginRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartLoginRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.targets.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.redirectUri = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.loginHint = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartLoginRequest {
+    return {
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => globalThis.String(e)) : [],
+      redirectUri: isSet(object.redirectUri)
+        ? globalThis.String(object.redirectUri)
+        : isSet(object.redirect_uri)
+        ? globalThis.String(object.redirect_uri)
+        : "",
+      loginHint: isSet(object.loginHint)
+        ? globalThis.String(object.loginHint)
+        : isSet(object.login_hint)
+        ? globalThis.String(object.login_hint)
+        : "",
+    };
+  },
+
+  toJSON(message: StartLoginRequest): unknown {
+    const obj: any = {};
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.targets?.length) {
+      obj.targets = message.targets;
+    }
+    if (message.redirectUri !== "") {
+      obj.redirectUri = message.redirectUri;
+    }
+    if (message.loginHint !== "") {
+      obj.loginHint = message.loginHint;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartLoginRequest>, I>>(base?: I): StartLoginRequest {
+    return StartLoginRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartLoginRequest>, I>>(object: I): StartLoginRequest {
+    const message = createBaseStartLoginRequest();
+    message.tenant = object.tenant ?? "";
+    message.targets = object.targets?.map((e) => e) || [];
+    message.redirectUri = object.redirectUri ?? "";
+    message.loginHint = object.loginHint ?? "";
+    return message;
+  },
+};
+
+function createBaseStartLoginResponse(): StartLoginResponse {
+  return { authorizationUrl: "", state: "", expireTime: undefined };
+}
+
+export const StartLoginResponse: MessageFns<StartLoginResponse> = {
+  encode(message: StartLoginResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.authorizationUrl !== "") {
+      writer.uint32(10).string(message.authorizationUrl);
+    }
+    if (message.state !== "") {
+      writer.uint32(18).string(message.state);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StartLoginResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStartLoginResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.authorizationUrl = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StartLoginResponse {
+    return {
+      authorizationUrl: isSet(object.authorizationUrl)
+        ? globalThis.String(object.authorizationUrl)
+        : isSet(object.authorization_url)
+        ? globalThis.String(object.authorization_url)
+        : "",
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: StartLoginResponse): unknown {
+    const obj: any = {};
+    if (message.authorizationUrl !== "") {
+      obj.authorizationUrl = message.authorizationUrl;
+    }
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StartLoginResponse>, I>>(base?: I): StartLoginResponse {
+    return StartLoginResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StartLoginResponse>, I>>(object: I): StartLoginResponse {
+    const message = createBaseStartLoginResponse();
+    message.authorizationUrl = object.authorizationUrl ?? "";
+    message.state = object.state ?? "";
+    message.expireTime = object.expireTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseCompleteLoginRequest(): CompleteLoginRequest {
+  return { state: "", code: "", issuer: "" };
+}
+
+export const CompleteLoginRequest: MessageFns<CompleteLoginRequest> = {
+  encode(message: CompleteLoginRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== "") {
+      writer.uint32(10).string(message.state);
+    }
+    if (message.code !== "") {
+      writer.uint32(18).string(message.code);
+    }
+    if (message.issuer !== "") {
+      writer.uint32(26).string(message.issuer);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteLoginRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteLoginRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.code = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.issuer = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteLoginRequest {
+    return {
+      state: isSet(object.state) ? globalThis.String(object.state) : "",
+      code: isSet(object.code) ? globalThis.String(object.code) : "",
+      issuer: isSet(object.issuer) ? globalThis.String(object.issuer) : "",
+    };
+  },
+
+  toJSON(message: CompleteLoginRequest): unknown {
+    const obj: any = {};
+    if (message.state !== "") {
+      obj.state = message.state;
+    }
+    if (message.code !== "") {
+      obj.code = message.code;
+    }
+    if (message.issuer !== "") {
+      obj.issuer = message.issuer;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteLoginRequest>, I>>(base?: I): CompleteLoginRequest {
+    return CompleteLoginRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteLoginRequest>, I>>(object: I): CompleteLoginRequest {
+    const message = createBaseCompleteLoginRequest();
+    message.state = object.state ?? "";
+    message.code = object.code ?? "";
+    message.issuer = object.issuer ?? "";
+    return message;
+  },
+};
+
+function createBaseCompleteLoginResponse(): CompleteLoginResponse {
+  return { session: undefined };
+}
+
+export const CompleteLoginResponse: MessageFns<CompleteLoginResponse> = {
+  encode(message: CompleteLoginResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.session !== undefined) {
+      UserSession.encode(message.session, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CompleteLoginResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCompleteLoginResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.session = UserSession.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CompleteLoginResponse {
+    return { session: isSet(object.session) ? UserSession.fromJSON(object.session) : undefined };
+  },
+
+  toJSON(message: CompleteLoginResponse): unknown {
+    const obj: any = {};
+    if (message.session !== undefined) {
+      obj.session = UserSession.toJSON(message.session);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CompleteLoginResponse>, I>>(base?: I): CompleteLoginResponse {
+    return CompleteLoginResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CompleteLoginResponse>, I>>(object: I): CompleteLoginResponse {
+    const message = createBaseCompleteLoginResponse();
+    message.session = (object.session !== undefined && object.session !== null)
+      ? UserSession.fromPartial(object.session)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUserSession(): UserSession {
+  return { sessionId: "", tenant: "", targets: [], user: undefined, expireTime: undefined };
+}
+
+export const UserSession: MessageFns<UserSession> = {
+  encode(message: UserSession, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(18).string(message.tenant);
+    }
+    for (const v of message.targets) {
+      writer.uint32(26).string(v!);
+    }
+    if (message.user !== undefined) {
+      User.encode(message.user, writer.uint32(34).fork()).join();
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserSession {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserSession();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.targets.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.user = User.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserSession {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      targets: globalThis.Array.isArray(object?.targets) ? object.targets.map((e: any) => globalThis.String(e)) : [],
+      user: isSet(object.user) ? User.fromJSON(object.user) : undefined,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UserSession): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.targets?.length) {
+      obj.targets = message.targets;
+    }
+    if (message.user !== undefined) {
+      obj.user = User.toJSON(message.user);
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UserSession>, I>>(base?: I): UserSession {
+    return UserSession.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UserSession>, I>>(object: I): UserSession {
+    const message = createBaseUserSession();
+    message.sessionId = object.sessionId ?? "";
+    message.tenant = object.tenant ?? "";
+    message.targets = object.targets?.map((e) => e) || [];
+    message.user = (object.user !== undefined && object.user !== null) ? User.fromPartial(object.user) : undefined;
+    message.expireTime = object.expireTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUser(): User {
+  return {
+    subject: "",
+    pid: "",
+    hprNumber: "",
+    securityLevel: "",
+    assuranceLevel: "",
+    name: "",
+    givenName: "",
+    familyName: "",
+  };
+}
+
+export const User: MessageFns<User> = {
+  encode(message: User, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subject !== "") {
+      writer.uint32(10).string(message.subject);
+    }
+    if (message.pid !== "") {
+      writer.uint32(18).string(message.pid);
+    }
+    if (message.hprNumber !== "") {
+      writer.uint32(26).string(message.hprNumber);
+    }
+    if (message.securityLevel !== "") {
+      writer.uint32(34).string(message.securityLevel);
+    }
+    if (message.assuranceLevel !== "") {
+      writer.uint32(42).string(message.assuranceLevel);
+    }
+    if (message.name !== "") {
+      writer.uint32(50).string(message.name);
+    }
+    if (message.givenName !== "") {
+      writer.uint32(58).string(message.givenName);
+    }
+    if (message.familyName !== "") {
+      writer.uint32(66).string(message.familyName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): User {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUser();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subject = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.pid = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.hprNumber = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.securityLevel = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.assuranceLevel = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.givenName = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.familyName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): User {
+    return {
+      subject: isSet(object.subject) ? globalThis.String(object.subject) : "",
+      pid: isSet(object.pid) ? globalThis.String(object.pid) : "",
+      hprNumber: isSet(object.hprNumber)
+        ? globalThis.String(object.hprNumber)
+        : isSet(object.hpr_number)
+        ? globalThis.String(object.hpr_number)
+        : "",
+      securityLevel: isSet(object.securityLevel)
+        ? globalThis.String(object.securityLevel)
+        : isSet(object.security_level)
+        ? globalThis.String(object.security_level)
+        : "",
+      assuranceLevel: isSet(object.assuranceLevel)
+        ? globalThis.String(object.assuranceLevel)
+        : isSet(object.assurance_level)
+        ? globalThis.String(object.assurance_level)
+        : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      givenName: isSet(object.givenName)
+        ? globalThis.String(object.givenName)
+        : isSet(object.given_name)
+        ? globalThis.String(object.given_name)
+        : "",
+      familyName: isSet(object.familyName)
+        ? globalThis.String(object.familyName)
+        : isSet(object.family_name)
+        ? globalThis.String(object.family_name)
+        : "",
+    };
+  },
+
+  toJSON(message: User): unknown {
+    const obj: any = {};
+    if (message.subject !== "") {
+      obj.subject = message.subject;
+    }
+    if (message.pid !== "") {
+      obj.pid = message.pid;
+    }
+    if (message.hprNumber !== "") {
+      obj.hprNumber = message.hprNumber;
+    }
+    if (message.securityLevel !== "") {
+      obj.securityLevel = message.securityLevel;
+    }
+    if (message.assuranceLevel !== "") {
+      obj.assuranceLevel = message.assuranceLevel;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.givenName !== "") {
+      obj.givenName = message.givenName;
+    }
+    if (message.familyName !== "") {
+      obj.familyName = message.familyName;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<User>, I>>(base?: I): User {
+    return User.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<User>, I>>(object: I): User {
+    const message = createBaseUser();
+    message.subject = object.subject ?? "";
+    message.pid = object.pid ?? "";
+    message.hprNumber = object.hprNumber ?? "";
+    message.securityLevel = object.securityLevel ?? "";
+    message.assuranceLevel = object.assuranceLevel ?? "";
+    message.name = object.name ?? "";
+    message.givenName = object.givenName ?? "";
+    message.familyName = object.familyName ?? "";
+    return message;
+  },
+};
+
+function createBaseGetSessionTokenRequest(): GetSessionTokenRequest {
+  return { sessionId: "", target: "", minRemainingLifetime: undefined };
+}
+
+export const GetSessionTokenRequest: MessageFns<GetSessionTokenRequest> = {
+  encode(message: GetSessionTokenRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.target !== "") {
+      writer.uint32(18).string(message.target);
+    }
+    if (message.minRemainingLifetime !== undefined) {
+      Duration.encode(message.minRemainingLifetime, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSessionTokenRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSessionTokenRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.minRemainingLifetime = Duration.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSessionTokenRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      minRemainingLifetime: isSet(object.minRemainingLifetime)
+        ? Duration.fromJSON(object.minRemainingLifetime)
+        : isSet(object.min_remaining_lifetime)
+        ? Duration.fromJSON(object.min_remaining_lifetime)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetSessionTokenRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.minRemainingLifetime !== undefined) {
+      obj.minRemainingLifetime = Duration.toJSON(message.minRemainingLifetime);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSessionTokenRequest>, I>>(base?: I): GetSessionTokenRequest {
+    return GetSessionTokenRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSessionTokenRequest>, I>>(object: I): GetSessionTokenRequest {
+    const message = createBaseGetSessionTokenRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.target = object.target ?? "";
+    message.minRemainingLifetime = (object.minRemainingLifetime !== undefined && object.minRemainingLifetime !== null)
+      ? Duration.fromPartial(object.minRemainingLifetime)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetSessionTokenResponse(): GetSessionTokenResponse {
+  return { accessToken: undefined };
+}
+
+export const GetSessionTokenResponse: MessageFns<GetSessionTokenResponse> = {
+  encode(message: GetSessionTokenResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.accessToken !== undefined) {
+      AccessToken.encode(message.accessToken, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetSessionTokenResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetSessionTokenResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.accessToken = AccessToken.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetSessionTokenResponse {
+    return {
+      accessToken: isSet(object.accessToken)
+        ? AccessToken.fromJSON(object.accessToken)
+        : isSet(object.access_token)
+        ? AccessToken.fromJSON(object.access_token)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetSessionTokenResponse): unknown {
+    const obj: any = {};
+    if (message.accessToken !== undefined) {
+      obj.accessToken = AccessToken.toJSON(message.accessToken);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetSessionTokenResponse>, I>>(base?: I): GetSessionTokenResponse {
+    return GetSessionTokenResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetSessionTokenResponse>, I>>(object: I): GetSessionTokenResponse {
+    const message = createBaseGetSessionTokenResponse();
+    message.accessToken = (object.accessToken !== undefined && object.accessToken !== null)
+      ? AccessToken.fromPartial(object.accessToken)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseEndSessionRequest(): EndSessionRequest {
+  return { sessionId: "" };
+}
+
+export const EndSessionRequest: MessageFns<EndSessionRequest> = {
+  encode(message: EndSessionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndSessionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndSessionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndSessionRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+    };
+  },
+
+  toJSON(message: EndSessionRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndSessionRequest>, I>>(base?: I): EndSessionRequest {
+    return EndSessionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndSessionRequest>, I>>(object: I): EndSessionRequest {
+    const message = createBaseEndSessionRequest();
+    message.sessionId = object.sessionId ?? "";
+    return message;
+  },
+};
+
+function createBaseEndSessionResponse(): EndSessionResponse {
+  return { revoked: false };
+}
+
+export const EndSessionResponse: MessageFns<EndSessionResponse> = {
+  encode(message: EndSessionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revoked !== false) {
+      writer.uint32(8).bool(message.revoked);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EndSessionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEndSessionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revoked = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EndSessionResponse {
+    return { revoked: isSet(object.revoked) ? globalThis.Boolean(object.revoked) : false };
+  },
+
+  toJSON(message: EndSessionResponse): unknown {
+    const obj: any = {};
+    if (message.revoked !== false) {
+      obj.revoked = message.revoked;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EndSessionResponse>, I>>(base?: I): EndSessionResponse {
+    return EndSessionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EndSessionResponse>, I>>(object: I): EndSessionResponse {
+    const message = createBaseEndSessionResponse();
+    message.revoked = object.revoked ?? false;
+    return message;
+  },
+};
+
 function createBaseGetBrokerInfoRequest(): GetBrokerInfoRequest {
   return {};
 }
@@ -1144,6 +2547,72 @@ export const TokenBrokerServiceService = {
     responseDeserialize: (value: Buffer): WatchTokenResponse => WatchTokenResponse.decode(value),
   },
   /**
+   * Exchanges a token that a service received (the subject) for a token for another target (RFC 8693),
+   * with the tenant's client as the actor. Cached by a hash of the subject token and the target.
+   */
+  exchangeToken: {
+    path: "/broker.v1.TokenBrokerService/ExchangeToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExchangeTokenRequest): Buffer => Buffer.from(ExchangeTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExchangeTokenRequest => ExchangeTokenRequest.decode(value),
+    responseSerialize: (value: ExchangeTokenResponse): Buffer =>
+      Buffer.from(ExchangeTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExchangeTokenResponse => ExchangeTokenResponse.decode(value),
+  },
+  /**
+   * Starts a user's login for a tenant and the targets the session will need: the broker pushes the
+   * authorization request (PAR, PKCE, every target's resource) and returns the URL to send the browser to.
+   */
+  startLogin: {
+    path: "/broker.v1.TokenBrokerService/StartLogin" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: StartLoginRequest): Buffer => Buffer.from(StartLoginRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StartLoginRequest => StartLoginRequest.decode(value),
+    responseSerialize: (value: StartLoginResponse): Buffer => Buffer.from(StartLoginResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StartLoginResponse => StartLoginResponse.decode(value),
+  },
+  /**
+   * Completes a login from the redirect's callback parameters (code, state, iss) and creates a session.
+   * The state is good for one callback only.
+   */
+  completeLogin: {
+    path: "/broker.v1.TokenBrokerService/CompleteLogin" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CompleteLoginRequest): Buffer => Buffer.from(CompleteLoginRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CompleteLoginRequest => CompleteLoginRequest.decode(value),
+    responseSerialize: (value: CompleteLoginResponse): Buffer =>
+      Buffer.from(CompleteLoginResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CompleteLoginResponse => CompleteLoginResponse.decode(value),
+  },
+  /**
+   * Returns a valid single-audience access token of a session for one target, refreshing the session's
+   * token (serialised across replicas, the rotated refresh token stored first) when needed.
+   */
+  getSessionToken: {
+    path: "/broker.v1.TokenBrokerService/GetSessionToken" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetSessionTokenRequest): Buffer =>
+      Buffer.from(GetSessionTokenRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetSessionTokenRequest => GetSessionTokenRequest.decode(value),
+    responseSerialize: (value: GetSessionTokenResponse): Buffer =>
+      Buffer.from(GetSessionTokenResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetSessionTokenResponse => GetSessionTokenResponse.decode(value),
+  },
+  /** Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it. */
+  endSession: {
+    path: "/broker.v1.TokenBrokerService/EndSession" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EndSessionRequest): Buffer => Buffer.from(EndSessionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EndSessionRequest => EndSessionRequest.decode(value),
+    responseSerialize: (value: EndSessionResponse): Buffer => Buffer.from(EndSessionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EndSessionResponse => EndSessionResponse.decode(value),
+  },
+  /**
    * Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
    * ceiling of what the gRPC framework can serve on the machine.
    */
@@ -1176,6 +2645,28 @@ export interface TokenBrokerServiceServer extends UntypedServiceImplementation {
    * broker restart the caller reconnects and gets the current token first.
    */
   watchToken: handleServerStreamingCall<WatchTokenRequest, WatchTokenResponse>;
+  /**
+   * Exchanges a token that a service received (the subject) for a token for another target (RFC 8693),
+   * with the tenant's client as the actor. Cached by a hash of the subject token and the target.
+   */
+  exchangeToken: handleUnaryCall<ExchangeTokenRequest, ExchangeTokenResponse>;
+  /**
+   * Starts a user's login for a tenant and the targets the session will need: the broker pushes the
+   * authorization request (PAR, PKCE, every target's resource) and returns the URL to send the browser to.
+   */
+  startLogin: handleUnaryCall<StartLoginRequest, StartLoginResponse>;
+  /**
+   * Completes a login from the redirect's callback parameters (code, state, iss) and creates a session.
+   * The state is good for one callback only.
+   */
+  completeLogin: handleUnaryCall<CompleteLoginRequest, CompleteLoginResponse>;
+  /**
+   * Returns a valid single-audience access token of a session for one target, refreshing the session's
+   * token (serialised across replicas, the rotated refresh token stored first) when needed.
+   */
+  getSessionToken: handleUnaryCall<GetSessionTokenRequest, GetSessionTokenResponse>;
+  /** Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it. */
+  endSession: handleUnaryCall<EndSessionRequest, EndSessionResponse>;
   /**
    * Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
    * ceiling of what the gRPC framework can serve on the machine.
@@ -1233,6 +2724,98 @@ export interface TokenBrokerServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchTokenResponse>;
+  /**
+   * Exchanges a token that a service received (the subject) for a token for another target (RFC 8693),
+   * with the tenant's client as the actor. Cached by a hash of the subject token and the target.
+   */
+  exchangeToken(
+    request: ExchangeTokenRequest,
+    callback: (error: ServiceError | null, response: ExchangeTokenResponse) => void,
+  ): ClientUnaryCall;
+  exchangeToken(
+    request: ExchangeTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExchangeTokenResponse) => void,
+  ): ClientUnaryCall;
+  exchangeToken(
+    request: ExchangeTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExchangeTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Starts a user's login for a tenant and the targets the session will need: the broker pushes the
+   * authorization request (PAR, PKCE, every target's resource) and returns the URL to send the browser to.
+   */
+  startLogin(
+    request: StartLoginRequest,
+    callback: (error: ServiceError | null, response: StartLoginResponse) => void,
+  ): ClientUnaryCall;
+  startLogin(
+    request: StartLoginRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: StartLoginResponse) => void,
+  ): ClientUnaryCall;
+  startLogin(
+    request: StartLoginRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: StartLoginResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Completes a login from the redirect's callback parameters (code, state, iss) and creates a session.
+   * The state is good for one callback only.
+   */
+  completeLogin(
+    request: CompleteLoginRequest,
+    callback: (error: ServiceError | null, response: CompleteLoginResponse) => void,
+  ): ClientUnaryCall;
+  completeLogin(
+    request: CompleteLoginRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CompleteLoginResponse) => void,
+  ): ClientUnaryCall;
+  completeLogin(
+    request: CompleteLoginRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CompleteLoginResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns a valid single-audience access token of a session for one target, refreshing the session's
+   * token (serialised across replicas, the rotated refresh token stored first) when needed.
+   */
+  getSessionToken(
+    request: GetSessionTokenRequest,
+    callback: (error: ServiceError | null, response: GetSessionTokenResponse) => void,
+  ): ClientUnaryCall;
+  getSessionToken(
+    request: GetSessionTokenRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetSessionTokenResponse) => void,
+  ): ClientUnaryCall;
+  getSessionToken(
+    request: GetSessionTokenRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetSessionTokenResponse) => void,
+  ): ClientUnaryCall;
+  /** Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it. */
+  endSession(
+    request: EndSessionRequest,
+    callback: (error: ServiceError | null, response: EndSessionResponse) => void,
+  ): ClientUnaryCall;
+  endSession(
+    request: EndSessionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EndSessionResponse) => void,
+  ): ClientUnaryCall;
+  endSession(
+    request: EndSessionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EndSessionResponse) => void,
+  ): ClientUnaryCall;
   /**
    * Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
    * ceiling of what the gRPC framework can serve on the machine.
