@@ -1,7 +1,9 @@
 """Smoke test of the HelseID-like test OpenID provider (tests/oidc_provider) over plain HTTP.
 
 Speaks the protocol by hand with httpx and joserfc (no broker code): private_key_jwt client
-assertions with HelseID's assertion_details, DPoP with a server nonce, JWT access tokens.
+assertions with HelseID's assertion_details, DPoP with a server nonce, JWT access tokens; user
+sessions with PAR, signed request objects, the development login (tests.fixtures.login), refresh
+per resource, token exchange (RFC 8693) and revocation (RFC 7009).
 """
 
 from __future__ import annotations
@@ -9,19 +11,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 from joserfc import jwk, jwt
 
+from tests.fixtures.login import LoginError, log_in
 from tests.fixtures.oidc_provider import RunningProvider, provider_stats, start_oidc_provider
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -41,6 +46,25 @@ REDIRECT_URI = "http://127.0.0.1:9/callback"
 PID_SCOPE = "helseid://scopes/identity/pid"
 TEST_PID = "13116900216"
 
+# User sessions: one login, a token per resource (A, then B by refresh), exchange to B by an API.
+RESOURCE_A = RESOURCE
+SCOPE_A = SCOPE
+RESOURCE_B = "e-helse:sfm.api"
+SCOPE_B = "e-helse:sfm.api/sfm.api2"
+API_ORG = "933333333"
+IDENTITY_SCOPES = [
+    "profile",
+    PID_SCOPE,
+    "helseid://scopes/identity/security_level",
+    "helseid://scopes/identity/assurance_level",
+    "helseid://scopes/hpr/hpr_number",
+]
+USER_SCOPE = " ".join(["openid", "offline_access", *IDENTITY_SCOPES, SCOPE_A, SCOPE_B])
+KARI_PID = "13116900216"  # the provider's test user "kari"
+PID = "helseid://claims/identity/pid"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
 
 @dataclass(frozen=True)
 class Client:
@@ -55,6 +79,7 @@ class Provider:
     multi: Client
     single: Client
     web: Client
+    api: Client
 
     @property
     def issuer(self) -> str:
@@ -63,6 +88,10 @@ class Provider:
     @property
     def token_endpoint(self) -> str:
         return str(self.discovery["token_endpoint"])
+
+    @property
+    def par_endpoint(self) -> str:
+        return str(self.discovery["pushed_authorization_request_endpoint"])
 
 
 def _ec_key(kid: str) -> jwk.ECKey:
@@ -85,23 +114,34 @@ def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provider]:
     multi = Client(f"multi-{uuid.uuid4()}", _ec_key(uuid.uuid4().hex))
     single = Client(f"single-{uuid.uuid4()}", _ec_key(uuid.uuid4().hex))
     web = Client(f"web-{uuid.uuid4()}", _ec_key(uuid.uuid4().hex))
+    api = Client(f"api-{uuid.uuid4()}", _ec_key(uuid.uuid4().hex))
+    # The registration a user-facing client needs: redirect_uris, the identity scopes and both APIs'
+    # resources; grant_types default to client_credentials, token exchange, authorization_code and
+    # refresh_token (spelled out here).
     web_entry = {
         **_client_entry(web, "multi", SUPPLIER_ORG),
-        "scopes": ["openid", "offline_access", PID_SCOPE, SCOPE, "e-helse:sfm.api/sfm.api2"],
+        "scopes": ["openid", "offline_access", *IDENTITY_SCOPES, SCOPE_A, SCOPE_B],
         "redirect_uris": [REDIRECT_URI],
+        "grant_types": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
+    }
+    # An API that exchanges a user's token for one to the next API (it is the actor).
+    api_entry = {
+        **_client_entry(api, "single", API_ORG),
+        "scopes": [SCOPE_B],
+        "resources": {RESOURCE_B: [SCOPE_B]},
+    }
+    single_entry = {
+        **_client_entry(single, "single", SINGLE_TENANT_ORG),
+        "grant_types": ["client_credentials"],
     }
     workdir: Path = tmp_path_factory.mktemp("oidc_provider")
     running = start_oidc_provider(
         workdir,
-        [
-            _client_entry(multi, "multi", SUPPLIER_ORG),
-            _client_entry(single, "single", SINGLE_TENANT_ORG),
-            web_entry,
-        ],
+        [_client_entry(multi, "multi", SUPPLIER_ORG), single_entry, web_entry, api_entry],
     )
     try:
         discovery = httpx.get(f"{running.issuer}/.well-known/openid-configuration", timeout=5).json()
-        yield Provider(running, discovery, multi, single, web)
+        yield Provider(running, discovery, multi, single, web, api)
     finally:
         running.stop()
 
@@ -228,10 +268,14 @@ def test_discovery_is_helseid_like(provider: Provider) -> None:
     assert disco["pushed_authorization_request_endpoint"] == f"{issuer}/connect/par"
     assert disco["jwks_uri"] == f"{issuer}/.well-known/openid-configuration/jwks"
     assert disco["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
-    assert {"client_credentials", "authorization_code", "refresh_token"} <= set(
+    assert {"client_credentials", "authorization_code", "refresh_token", TOKEN_EXCHANGE} <= set(
         disco["grant_types_supported"]
     )
     assert disco["code_challenge_methods_supported"] == ["S256"]
+    assert disco["request_parameter_supported"] is True
+    assert {"ES256", "RS256"} <= set(disco["request_object_signing_alg_values_supported"])
+    assert disco["revocation_endpoint"] == f"{issuer}/connect/revocation"
+    assert {PID, "helseid://claims/hpr/hpr_number", "given_name"} <= set(disco["claims_supported"])
     assert {"ES256", "PS256", "RS256"} <= set(disco["dpop_signing_alg_values_supported"])
 
 
@@ -391,32 +435,6 @@ def _token_with_nonce(
     )
 
 
-def _log_in_through_dev_interactions(provider: Provider, request_uri: str, client_id: str) -> str:
-    """Drive the provider's development login and consent pages; return the authorization code."""
-    with httpx.Client(base_url=provider.issuer, follow_redirects=False, timeout=10) as browser:
-        response = browser.get(
-            str(provider.discovery["authorization_endpoint"]),
-            params={"client_id": client_id, "request_uri": request_uri},
-        )
-        for _ in range(10):
-            location = response.headers.get("location")
-            if location and location.startswith(REDIRECT_URI):
-                params = httpx.URL(location).params
-                assert params["iss"] == provider.issuer
-                assert params["state"] == "state-1"
-                return params["code"]
-            if location:
-                response = browser.get(location)
-                continue
-            action = re.search(r'action="([^"]+)"', response.text)
-            assert action, response.text
-            if 'name="login"' in response.text:
-                response = browser.post(action.group(1), data={"prompt": "login", "login": TEST_PID})
-            else:
-                response = browser.post(action.group(1), data={"prompt": "consent"})
-    raise AssertionError("no redirect back to the client")
-
-
 def test_par_authorization_code_pkce_and_rotating_refresh(provider: Provider) -> None:
     client = provider.web
     dpop_key = _ec_key("dpop")
@@ -441,7 +459,10 @@ def test_par_authorization_code_pkce_and_rotating_refresh(provider: Provider) ->
         timeout=10,
     )
     assert par.status_code == 201, par.text
-    code = _log_in_through_dev_interactions(provider, par.json()["request_uri"], client.client_id)
+    callback = log_in(_authorization_url(provider, client, par.json()["request_uri"]), username=TEST_PID)
+    assert callback.iss == provider.issuer
+    assert callback.state == "state-1"
+    code = callback.code
 
     redeemed = _token_with_nonce(
         provider,
@@ -503,3 +524,445 @@ def test_rejects_scope_not_granted_to_the_client(provider: Provider) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_scope"
+
+
+# ---- user sessions: PAR with a request object, login, refresh per resource, exchange, revocation ----
+
+
+def _authorization_url(provider: Provider, client: Client, request_uri: str) -> str:
+    query = urlencode({"client_id": client.client_id, "request_uri": request_uri})
+    return f"{provider.discovery['authorization_endpoint']}?{query}"
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    return verifier, _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
+
+
+def _request_object(
+    provider: Provider,
+    client: Client,
+    claims: dict[str, Any],
+    *,
+    lifetime: int = 30,
+    key: jwk.ECKey | None = None,
+) -> str:
+    """A JAR (RFC 9101) request object as HelseID wants it: iss = client_id, aud = issuer, <= 60 s."""
+    now = int(time.time())
+    payload: dict[str, Any] = {
+        "iss": client.client_id,
+        "aud": provider.issuer,
+        "client_id": client.client_id,
+        "jti": str(uuid.uuid4()),
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        **claims,
+    }
+    signer = key or client.key
+    return jwt.encode({"alg": "ES256", "typ": "oauth-authz-req+jwt", "kid": signer.kid}, payload, signer)
+
+
+def _push(
+    provider: Provider,
+    client: Client,
+    form: dict[str, Any],
+    *,
+    request_claims: dict[str, Any] | None = None,
+    dpop_key: jwk.ECKey | None = None,
+) -> httpx.Response:
+    """PAR with a fresh assertion (and request object) per attempt; retries once on use_dpop_nonce."""
+    nonce: str | None = None
+    for _ in range(2):
+        data = {
+            **form,
+            "client_id": client.client_id,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": _assertion(client, provider.issuer, None),
+        }
+        if request_claims is not None:
+            data["request"] = _request_object(provider, client, request_claims)
+        headers = {"DPoP": _proof(dpop_key, provider.par_endpoint, nonce)} if dpop_key else {}
+        response = httpx.post(provider.par_endpoint, data=data, headers=headers, timeout=10)
+        if response.status_code == 400 and response.json().get("error") == "use_dpop_nonce":
+            nonce = response.headers["DPoP-Nonce"]
+            continue
+        return response
+    return response
+
+
+def _session_form(challenge: str, state: str, nonce: str) -> dict[str, Any]:
+    """The PAR parameters sent next to the request object (HelseID's sample client does the same)."""
+    return {
+        "response_type": "code",
+        "redirect_uri": REDIRECT_URI,
+        "scope": USER_SCOPE,
+        "resource": [RESOURCE_A, RESOURCE_B],
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        "state": state,
+        "nonce": nonce,
+    }
+
+
+def _verify_id_token(provider: Provider, token: str) -> dict[str, Any]:
+    jwks = httpx.get(str(provider.discovery["jwks_uri"]), timeout=5).json()
+    decoded = jwt.decode(token, jwk.KeySet.import_key_set(jwks), algorithms=["RS256"])
+    claims: dict[str, Any] = dict(decoded.claims)
+    assert claims["iss"] == provider.issuer
+    return claims
+
+
+def _refresh(
+    provider: Provider,
+    client: Client,
+    dpop_key: jwk.ECKey,
+    refresh_token: str,
+    resource: str,
+    *,
+    details: list[dict[str, Any]] | None = None,
+) -> httpx.Response:
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "resource": resource}
+    return _token_with_nonce(provider, client, dpop_key, form, details)
+
+
+def _client_auth(provider: Provider, client: Client) -> dict[str, str]:
+    return {
+        "client_id": client.client_id,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": _assertion(client, provider.issuer, None),
+    }
+
+
+def _introspect(provider: Provider, client: Client, token: str) -> dict[str, Any]:
+    response = httpx.post(
+        str(provider.discovery["introspection_endpoint"]),
+        data={"token": token, **_client_auth(provider, client)},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _assert_kari(claims: dict[str, Any]) -> None:
+    assert claims["sub"] == "kari"
+    assert claims[PID] == KARI_PID
+    assert claims["helseid://claims/identity/security_level"] == "4"
+    assert claims["helseid://claims/identity/assurance_level"] == "high"
+    assert claims["helseid://claims/hpr/hpr_number"]
+    assert claims["given_name"] == "Kari"
+    assert claims["family_name"] == "Nordmann"
+    assert claims["name"] == "Kari Nordmann"
+
+
+def test_user_session_request_object_login_refresh_exchange_and_revocation(provider: Provider) -> None:
+    client = provider.web
+    dpop_key = _ec_key("dpop-session")
+    verifier, challenge = _pkce()
+    state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+
+    # PAR: the organisation in a signed request object, everything else next to it; DPoP on PAR.
+    par = _push(
+        provider,
+        client,
+        _session_form(challenge, state, nonce),
+        request_claims={"authorization_details": _multi_details(PARENT_ORG, CHILD_ORG, None)},
+        dpop_key=dpop_key,
+    )
+    assert par.status_code == 201, par.text
+    assert par.json()["request_uri"].startswith("urn:ietf:params:oauth:request_uri:")
+
+    callback = log_in(_authorization_url(provider, client, par.json()["request_uri"]))
+    assert callback.state == state
+    assert callback.iss == provider.issuer
+
+    # Code redemption for API A: PKCE, DPoP (same key as on PAR), one resource, no org details.
+    redeemed = _token_with_nonce(
+        provider,
+        client,
+        dpop_key,
+        {
+            "grant_type": "authorization_code",
+            "code": callback.code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            "resource": RESOURCE_A,
+        },
+    )
+    assert redeemed.status_code == 200, redeemed.text
+    tokens = redeemed.json()
+    assert tokens["token_type"] == "DPoP"
+    assert tokens["scope"] == SCOPE_A
+    assert 0 < tokens["rt_expires_in"] <= 8 * 3600
+    assert "authorization_details" not in tokens
+    id_token = _verify_id_token(provider, tokens["id_token"])
+    assert id_token["aud"] == client.client_id
+    assert id_token["nonce"] == nonce
+    _assert_kari(id_token)
+
+    token_a = _verify_access_token(provider, tokens["access_token"])
+    assert token_a["aud"] == RESOURCE_A
+    assert token_a["scope"] == SCOPE_A
+    assert token_a["client_id"] == client.client_id
+    assert token_a["cnf"] == {"jkt": _ec_thumbprint(dpop_key)}
+    _assert_kari(token_a)
+    assert token_a[TENANCY] == "multi-tenant"
+    assert token_a[CLAIMS + "orgnr_parent"] == PARENT_ORG
+    assert token_a[CLAIMS + "orgnr_child"] == CHILD_ORG
+    assert token_a[CLAIMS + "orgnr_supplier"] == SUPPLIER_ORG
+    assert "authorization_details" not in token_a
+
+    # Refresh for API B: a new single-audience token, the request object's org kept, a new RT.
+    refreshed = _refresh(provider, client, dpop_key, tokens["refresh_token"], RESOURCE_B)
+    assert refreshed.status_code == 200, refreshed.text
+    refreshed_tokens = refreshed.json()
+    assert refreshed_tokens["refresh_token"] != tokens["refresh_token"]
+    assert 0 < refreshed_tokens["rt_expires_in"] <= tokens["rt_expires_in"]
+    token_b = _verify_access_token(provider, refreshed_tokens["access_token"])
+    assert token_b["aud"] == RESOURCE_B
+    assert token_b["scope"] == SCOPE_B
+    assert token_b["sub"] == "kari"
+    assert token_b[PID] == KARI_PID
+    assert token_b[CLAIMS + "orgnr_parent"] == PARENT_ORG
+    assert token_b[CLAIMS + "orgnr_child"] == CHILD_ORG
+
+    # Another org on the next refresh, in the refresh grant's client assertion.
+    other_parent, other_child = "944444444", "955555555"
+    switched = _refresh(
+        provider,
+        client,
+        dpop_key,
+        refreshed_tokens["refresh_token"],
+        RESOURCE_A,
+        details=_multi_details(other_parent, other_child, None),
+    )
+    assert switched.status_code == 200, switched.text
+    token_a2 = _verify_access_token(provider, switched.json()["access_token"])
+    assert token_a2["aud"] == RESOURCE_A
+    assert token_a2[CLAIMS + "orgnr_parent"] == other_parent
+    assert token_a2[CLAIMS + "orgnr_child"] == other_child
+    assert token_a2[CLAIMS + "orgnr_supplier"] == SUPPLIER_ORG
+    current_rt = switched.json()["refresh_token"]
+
+    # Token exchange: API A (the actor) swaps the user's A token for one to API B.
+    api_key = _ec_key("dpop-api")
+    exchanged = _token_with_nonce(
+        provider,
+        provider.api,
+        api_key,
+        {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": tokens["access_token"],
+            "subject_token_type": ACCESS_TOKEN_TYPE,
+            "scope": SCOPE_B,
+            "resource": RESOURCE_B,
+        },
+    )
+    assert exchanged.status_code == 200, exchanged.text
+    body = exchanged.json()
+    assert body["issued_token_type"] == ACCESS_TOKEN_TYPE
+    assert body["token_type"] == "DPoP"
+    assert body["scope"] == SCOPE_B
+    assert "refresh_token" not in body
+    token_x = _verify_access_token(provider, body["access_token"])
+    assert token_x["aud"] == RESOURCE_B
+    assert token_x["scope"] == SCOPE_B
+    assert token_x["cnf"] == {"jkt": _ec_thumbprint(api_key)}
+    assert token_x["client_id"] == provider.api.client_id
+    assert token_x["act"] == {
+        "iss": provider.issuer,
+        "client_id": provider.api.client_id,
+        CLAIMS + "orgnr_parent": API_ORG,
+    }
+    _assert_kari(token_x)
+    assert token_x[CLAIMS + "orgnr_parent"] == PARENT_ORG
+    assert token_x[CLAIMS + "orgnr_child"] == CHILD_ORG
+    assert token_x[CLAIMS + "orgnr_supplier"] == SUPPLIER_ORG
+
+    # Revocation (RFC 7009) of the current refresh token, then it no longer refreshes.
+    assert _introspect(provider, client, current_rt)["active"] is True
+    revoked = httpx.post(
+        str(provider.discovery["revocation_endpoint"]),
+        data={"token": current_rt, "token_type_hint": "refresh_token", **_client_auth(provider, client)},
+        timeout=10,
+    )
+    assert revoked.status_code == 200, revoked.text
+    assert _introspect(provider, client, current_rt)["active"] is False
+    after = _refresh(provider, client, dpop_key, current_rt, RESOURCE_B)
+    assert after.status_code == 400
+    assert after.json()["error"] == "invalid_grant"
+    # Rotation: a refresh token that was already used is refused too.
+    reused = _refresh(provider, client, dpop_key, tokens["refresh_token"], RESOURCE_B)
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+
+
+def test_request_object_alone_with_dpop_jkt_and_single_tenant_org(provider: Provider) -> None:
+    """Strict RFC 9101 style: every parameter inside the request object, dpop_jkt instead of a proof."""
+    client = provider.web
+    dpop_key = _ec_key("dpop-jkt")
+    verifier, challenge = _pkce()
+    claims = {
+        **_session_form(challenge, "state-jar", "nonce-jar"),
+        "scope": f"openid offline_access {PID_SCOPE} {SCOPE_A}",
+        "resource": RESOURCE_A,
+        "dpop_jkt": _ec_thumbprint(dpop_key),
+        "authorization_details": _multi_details(PARENT_ORG, None, str(uuid.uuid4())),
+    }
+    par = _push(provider, client, {}, request_claims=claims)
+    assert par.status_code == 201, par.text
+    callback = log_in(
+        _authorization_url(provider, client, par.json()["request_uri"]),
+        username="ola",
+        redirect_uri=REDIRECT_URI,
+    )
+    assert callback.state == "state-jar"
+
+    form = {
+        "grant_type": "authorization_code",
+        "code": callback.code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+        "resource": RESOURCE_A,
+    }
+    redeemed = _token_with_nonce(provider, client, dpop_key, form)
+    assert redeemed.status_code == 200, redeemed.text
+    claims_a = _verify_access_token(provider, redeemed.json()["access_token"])
+    assert claims_a["sub"] == "ola"
+    assert claims_a[PID] != KARI_PID
+    assert claims_a[CLAIMS + "orgnr_parent"] == PARENT_ORG
+    assert CLAIMS + "orgnr_child" not in claims_a
+    assert JOURNAL_ID in claims_a
+    assert "name" not in claims_a  # profile was not asked for
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("details_outside", "invalid_request"),
+        ("wrong_key", "invalid_request_object"),
+        ("too_long", "invalid_request_object"),
+        ("both_detail_names", "invalid_request_object"),
+        ("replayed", "invalid_request_object"),
+    ],
+)
+def test_par_refuses_bad_request_objects(provider: Provider, case: str, error: str) -> None:
+    client = provider.web
+    _, challenge = _pkce()
+    form: dict[str, Any] = _session_form(challenge, "s", "n")
+    details = _multi_details(PARENT_ORG, None, None)
+    if case == "details_outside":
+        form["authorization_details"] = json.dumps(details)
+        request = _request_object(provider, client, {})
+    elif case == "wrong_key":
+        request = _request_object(
+            provider, client, {"authorization_details": details}, key=_ec_key(str(client.key.kid))
+        )
+    elif case == "too_long":
+        request = _request_object(provider, client, {"authorization_details": details}, lifetime=120)
+    elif case == "both_detail_names":
+        request = _request_object(
+            provider, client, {"authorization_details": details, "assertion_details": details}
+        )
+    else:
+        request = _request_object(provider, client, {"authorization_details": details})
+        first = _push(provider, client, {**form, "request": request})
+        assert first.status_code == 201, first.text
+    response = _push(provider, client, {**form, "request": request})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == error
+
+
+def test_token_exchange_refusals(provider: Provider) -> None:
+    subject = _client_credentials(
+        provider, provider.multi, _ec_key("dpop"), {"scope": SCOPE_A}, _multi_details(PARENT_ORG, None, None)
+    )["access_token"]
+    base = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": subject,
+        "subject_token_type": ACCESS_TOKEN_TYPE,
+        "scope": SCOPE_B,
+        "resource": RESOURCE_B,
+    }
+    api, key = provider.api, _ec_key("dpop-api")
+
+    ok = _token_with_nonce(provider, api, key, base)
+    assert ok.status_code == 200, ok.text
+    claims = _verify_access_token(provider, ok.json()["access_token"])
+    assert claims["sub"] == api.client_id  # a machine subject: no user claims
+    assert PID not in claims
+    assert claims[CLAIMS + "orgnr_parent"] == PARENT_ORG
+
+    cases: list[tuple[Client, dict[str, str], str]] = [
+        (api, {**base, "subject_token_type": "urn:ietf:params:oauth:token-type:id_token"}, "invalid_request"),
+        (api, {**base, "subject_token": subject[:-4] + "AAAA"}, "invalid_grant"),
+        (api, {**base, "resource": RESOURCE_A, "scope": SCOPE_A}, "invalid_target"),
+        (api, {**base, "scope": "nhn:other/scope"}, "invalid_scope"),
+        (provider.single, base, "invalid_request"),  # token exchange not in its grant_types
+    ]
+    for client, form, error in cases:
+        response = _token_with_nonce(provider, client, key, form)
+        assert response.status_code == 400, (form, response.text)
+        assert response.json()["error"] == error, (form, response.text)
+
+    # No DPoP proof at all.
+    data = {
+        **base,
+        "client_id": api.client_id,
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": _assertion(api, provider.issuer, None),
+    }
+    response = httpx.post(provider.token_endpoint, data=data, timeout=10)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_log_in_reports_an_unusable_request_uri(provider: Provider) -> None:
+    with pytest.raises(LoginError):
+        log_in(
+            _authorization_url(provider, provider.web, "urn:ietf:params:oauth:request_uri:nope"), timeout=5
+        )
+
+
+class _InstantAuthority(BaseHTTPRequestHandler):
+    """Stands in for the broker's dev authority: /connect/authorize answers 302 to the callback."""
+
+    def do_GET(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        issuer = f"http://{self.headers['Host']}"
+        if "deny" in query:
+            params = {"error": "access_denied", "error_description": "no", "state": "s"}
+        else:
+            params = {"code": "instant-code", "state": query["state"][0], "iss": issuer}
+        self.send_response(302)
+        self.send_header("Location", f"http://127.0.0.1:1/callback?{urlencode(params)}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def instant_authority() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _InstantAuthority)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_log_in_with_a_non_interactive_authority(instant_authority: str) -> None:
+    callback = log_in(f"{instant_authority}/connect/authorize?client_id=c&request_uri=r&state=xyz")
+    assert callback.code == "instant-code"
+    assert callback.state == "xyz"
+    assert callback.iss == instant_authority
+
+    with pytest.raises(LoginError) as denied:
+        log_in(f"{instant_authority}/connect/authorize?deny=1")
+    assert denied.value.error == "access_denied"
