@@ -2,11 +2,21 @@
 
 It follows HelseID's rules where a client could get them wrong: private_key_jwt client assertions,
 DPoP with server nonces, assertion_details with org numbers and SFM journal ids, HelseID-shaped access
-tokens. It shares no code with the broker on purpose, so a bug in the broker is not mirrored here.
-The broker must never import it. See README.md in this folder.
+tokens, and an offline user login (PAR, authorize with a test user, code + PKCE, rotating refresh
+tokens, token exchange, revocation). It shares no code with the broker on purpose, so a bug in the
+broker is not mirrored here. The broker must never import it. See README.md in this folder.
 """
 
 from .registry import RegisteredClient, load_clients
 from .server import RunningAuthority, start_dev_authority
+from .users import DEFAULT_TEST_USER, TestUser, load_test_users
 
-__all__ = ["RegisteredClient", "RunningAuthority", "load_clients", "start_dev_authority"]
+__all__ = [
+    "DEFAULT_TEST_USER",
+    "RegisteredClient",
+    "RunningAuthority",
+    "TestUser",
+    "load_clients",
+    "load_test_users",
+    "start_dev_authority",
+]

@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from .registry import load_clients
 from .server import start_dev_authority
+from .users import load_test_users
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -28,6 +29,15 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", required=True, help="JSON file with the registered clients")
     parser.add_argument("--token-lifetime", type=int, default=300, help="access-token lifetime, seconds")
     parser.add_argument("--nonce-period", type=float, default=300.0, help="DPoP nonce rotation, seconds")
+    parser.add_argument(
+        "--refresh-token-lifetime",
+        type=int,
+        default=8 * 3600,
+        help="refresh-token lifetime, seconds (absolute, from the login)",
+    )
+    parser.add_argument(
+        "--test-users", default=None, help="JSON file with extra test users (the default one is always there)"
+    )
     parser.add_argument("--issuer", default=None, help="issuer URL if not http://<host>:<port>")
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
@@ -41,6 +51,8 @@ async def _serve(args: argparse.Namespace) -> None:
         token_lifetime=timedelta(seconds=args.token_lifetime),
         nonce_period=timedelta(seconds=args.nonce_period),
         issuer=args.issuer,
+        test_users=load_test_users(args.test_users) if args.test_users else (),
+        refresh_token_lifetime=timedelta(seconds=args.refresh_token_lifetime),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -13,9 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .answers import Answer
 from .authority import Authority
 from .discovery import AUTHORIZE_PATH, DISCOVERY_PATH, JWKS_PATH, PAR_PATH, REVOCATION_PATH, TOKEN_PATH
 from .registry import RegisteredClient
+from .users import TestUser
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +32,16 @@ def build_app(authority: Authority) -> web.Application:
     app.router.add_get(JWKS_PATH, routes.jwks)
     # Every method reaches the handler, so a GET gets HelseID's invalid_request rather than a bare 405.
     app.router.add_route("*", TOKEN_PATH, routes.token)
-    for path in (PAR_PATH, AUTHORIZE_PATH, REVOCATION_PATH):
-        app.router.add_route("*", path, routes.not_implemented)
+    app.router.add_route("*", PAR_PATH, routes.par)
+    app.router.add_route("*", REVOCATION_PATH, routes.revocation)
+    app.router.add_get(AUTHORIZE_PATH, routes.authorize)
+    app.router.add_post(AUTHORIZE_PATH, routes.authorize)  # OIDC allows a form post too
     app.router.add_get("/dev/stats", routes.stats)
     app.router.add_post("/dev/reset-stats", routes.reset_stats)
     app.router.add_get("/dev/faults", routes.get_faults)
     app.router.add_post("/dev/faults", routes.set_faults)
     app.router.add_post("/dev/clients", routes.register_client)
+    app.router.add_post("/dev/test-users", routes.register_test_user)
     return app
 
 
@@ -51,19 +56,32 @@ class _Routes:
         return web.json_response(self._authority.tokens.jwks())
 
     async def token(self, request: web.Request) -> web.Response:
-        form: list[tuple[str, str]] | None = None
-        if request.method == "POST" and request.content_type == FORM_CONTENT_TYPE:
-            posted = await request.post()
-            form = [(name, value) for name, value in posted.items() if isinstance(value, str)]
         answer = await self._authority.token_endpoint.handle(
             method=request.method,
-            form=form,
+            form=await _form(request),
             dpop_headers=request.headers.getall("DPoP", []),
         )
-        return web.json_response(dict(answer.body), status=answer.status, headers=dict(answer.headers))
+        return _reply(answer)
 
-    async def not_implemented(self, request: web.Request) -> web.Response:
-        return _error(501, "invalid_request", f"{request.path} is not implemented by the dev authority yet")
+    async def par(self, request: web.Request) -> web.Response:
+        answer = self._authority.par_endpoint.handle(
+            method=request.method,
+            form=await _form(request),
+            dpop_headers=request.headers.getall("DPoP", []),
+        )
+        return _reply(answer)
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            params = dict(await _form(request) or ())
+        else:
+            # Only the first of a repeated parameter counts; a PAR-only authorize needs just two.
+            params = {name: request.query.getone(name) for name in request.query}
+        return _reply(self._authority.authorize_endpoint.handle(params))
+
+    async def revocation(self, request: web.Request) -> web.Response:
+        answer = self._authority.revocation_endpoint.handle(method=request.method, form=await _form(request))
+        return _reply(answer)
 
     # --- dev-only hooks -------------------------------------------------------------------------------
 
@@ -93,6 +111,29 @@ class _Routes:
             return _error(400, "invalid_request", str(exc))
         self._authority.registry.register(client)
         return web.json_response({"client_id": client.client_id})
+
+    async def register_test_user(self, request: web.Request) -> web.Response:
+        """Add one test user at run time (same JSON as in the --test-users file)."""
+        try:
+            user = TestUser.from_json(await _json_body(request))
+            self._authority.users.register(user)
+        except (ValueError, TypeError) as exc:
+            return _error(400, "invalid_request", str(exc))
+        return web.json_response({"id": user.id})
+
+
+async def _form(request: web.Request) -> list[tuple[str, str]] | None:
+    """The form fields of a form-encoded POST, in order; None for any other request."""
+    if request.method != "POST" or request.content_type != FORM_CONTENT_TYPE:
+        return None
+    posted = await request.post()
+    return [(name, value) for name, value in posted.items() if isinstance(value, str)]
+
+
+def _reply(answer: Answer) -> web.Response:
+    if answer.body is None:
+        return web.Response(status=answer.status, headers=dict(answer.headers))
+    return web.json_response(dict(answer.body), status=answer.status, headers=dict(answer.headers))
 
 
 async def _json_body(request: web.Request) -> Any:

@@ -51,8 +51,12 @@ class AssertionVerifier:
         self._jose = verifier_registry()
         self._spent = ReplayCache(clock)
 
-    def verify(self, form: Mapping[str, str]) -> AuthenticatedClient:
-        """Authenticate the client of a token request, or raise ``invalid_client``.
+    def verify(self, form: Mapping[str, str], *, endpoint: str | None = None) -> AuthenticatedClient:
+        """Authenticate the client of a request, or raise ``invalid_client``.
+
+        ``aud`` may be the issuer or the token endpoint URL, and also ``endpoint`` when given (the URL
+        of the PAR or revocation endpoint the assertion was sent to, as RFC 9126 §2 allows). One replay
+        cache serves every endpoint, so an assertion is single-use across all of them.
 
         The ``jti`` is checked but not spent here, so that a request turned away only for want of a
         DPoP nonce does not burn the assertion (the Java library resends the same one on that retry).
@@ -84,7 +88,7 @@ class AssertionVerifier:
         if not valid:
             raise _fail("client assertion signature does not verify with the registered key")
 
-        self._check_claims(claims, client)
+        self._check_claims(claims, client, endpoint)
         jti = claims["jti"]
         if self._spent.seen((client.client_id, jti)):
             raise _fail("client assertion jti was already used; build a fresh assertion for every request")
@@ -111,13 +115,17 @@ class AssertionVerifier:
             raise _fail(f"unknown client {iss!r}")
         return client
 
-    def _check_claims(self, claims: Mapping[str, Any], client: RegisteredClient) -> None:
+    def _check_claims(
+        self, claims: Mapping[str, Any], client: RegisteredClient, endpoint: str | None
+    ) -> None:
         if claims.get("sub") != client.client_id:
             raise _fail("client assertion sub must equal iss (the client_id)")
         aud = claims.get("aud")
         audiences = aud if isinstance(aud, list) else [aud]
-        if not any(isinstance(a, str) and a in self._audiences for a in audiences):
-            raise _fail("client assertion aud must be the issuer (or the token endpoint URL)")
+        accepted = self._audiences | {endpoint} if endpoint is not None else self._audiences
+        if not any(isinstance(a, str) and a in accepted for a in audiences):
+            where = " or this endpoint's URL" if endpoint is not None else ""
+            raise _fail(f"client assertion aud must be the issuer (or the token endpoint URL{where})")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise _fail("client assertion has no jti")

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .assertions import AssertionVerifier
-from .discovery import TOKEN_PATH, discovery_document
+from .authorize import AuthorizeEndpoint
+from .discovery import PAR_PATH, REVOCATION_PATH, TOKEN_PATH, discovery_document
 from .dpop import DPoPVerifier, NonceKeeper
-from .grants import GRANTS
-from .registry import ClientRegistry, RegisteredClient
+from .grants import Grant, client_credentials
+from .login_grants import DEFAULT_REFRESH_TOKEN_LIFETIME_S, LoginGrants
+from .par import PushedAuthorizationEndpoint
+from .registry import (
+    AUTHORIZATION_CODE,
+    CLIENT_CREDENTIALS,
+    REFRESH_TOKEN,
+    TOKEN_EXCHANGE,
+    ClientRegistry,
+    RegisteredClient,
+)
+from .request_object import RequestObjectVerifier
+from .revocation import RevocationEndpoint
+from .sessions import LoginStore
 from .stats import Faults, Stats
 from .timing import Clock
 from .token_endpoint import TokenEndpoint
 from .tokens import TokenIssuer
+from .users import TestUser, TestUserRegistry
 
 
 class Authority:
-    """Everything one running dev authority holds: clients, keys, nonces, replay caches, counters."""
+    """Everything one running dev authority holds: clients, users, keys, nonces, logins, counters."""
 
     def __init__(
         self,
@@ -27,26 +41,62 @@ class Authority:
         token_lifetime_s: int,
         nonce_period_s: float,
         clock: Clock,
+        test_users: Sequence[TestUser] = (),
+        refresh_token_lifetime_s: int = DEFAULT_REFRESH_TOKEN_LIFETIME_S,
     ) -> None:
         # HelseID's issuer has no trailing slash, and clients compare aud and htu to it literally.
         self.issuer = issuer.rstrip("/")
         self.token_url = self.issuer + TOKEN_PATH
+        self.par_url = self.issuer + PAR_PATH
+        self.revocation_url = self.issuer + REVOCATION_PATH
         self.registry = ClientRegistry(clients)
+        self.users = TestUserRegistry(test_users)
         self.stats = Stats()
         self.faults = Faults()
         self.nonces = NonceKeeper(period_s=nonce_period_s, clock=clock)
         self.tokens = TokenIssuer(issuer=self.issuer, lifetime_s=token_lifetime_s, clock=clock)
+        self.logins = LoginStore(clock)
+        assertions = AssertionVerifier(
+            registry=self.registry, issuer=self.issuer, token_endpoint=self.token_url, clock=clock
+        )
+        login_grants = LoginGrants(
+            store=self.logins, stats=self.stats, clock=clock, refresh_lifetime_s=refresh_token_lifetime_s
+        )
+        self.grants: Mapping[str, Grant] = {
+            CLIENT_CREDENTIALS: client_credentials,
+            AUTHORIZATION_CODE: login_grants.authorization_code,
+            REFRESH_TOKEN: login_grants.refresh_token,
+            TOKEN_EXCHANGE: login_grants.token_exchange,
+        }
         self.token_endpoint = TokenEndpoint(
-            assertions=AssertionVerifier(
-                registry=self.registry, issuer=self.issuer, token_endpoint=self.token_url, clock=clock
-            ),
+            assertions=assertions,
             dpop=DPoPVerifier(htu=self.token_url, nonces=self.nonces, clock=clock),
             nonces=self.nonces,
             tokens=self.tokens,
-            grants=GRANTS,
+            grants=self.grants,
             stats=self.stats,
             faults=self.faults,
         )
+        self.par_endpoint = PushedAuthorizationEndpoint(
+            url=self.par_url,
+            assertions=assertions,
+            dpop=DPoPVerifier(htu=self.par_url, nonces=self.nonces, clock=clock, require_nonce=False),
+            request_objects=RequestObjectVerifier(issuer=self.issuer, clock=clock),
+            store=self.logins,
+            users=self.users,
+            stats=self.stats,
+            clock=clock,
+        )
+        self.authorize_endpoint = AuthorizeEndpoint(
+            issuer=self.issuer, registry=self.registry, store=self.logins, stats=self.stats, clock=clock
+        )
+        self.revocation_endpoint = RevocationEndpoint(
+            url=self.revocation_url,
+            assertions=assertions,
+            store=self.logins,
+            tokens=self.tokens,
+            stats=self.stats,
+        )
 
     def discovery(self) -> dict[str, Any]:
-        return discovery_document(self.issuer, GRANTS.keys())
+        return discovery_document(self.issuer, self.grants.keys())

@@ -35,6 +35,21 @@ class RequestedDetails:
     journal_id: str | None = None
 
 
+def carries_org_details(claims: Mapping[str, Any]) -> bool:
+    """Whether a details claim names an org or an SFM journal (what HID-1009 refuses on code redemption).
+
+    Other types (e.g. ``nhn:tillitsrammeverk:parameters``) are not org details and do not count.
+    """
+    raw = claims.get(ASSERTION_DETAILS, claims.get(AUTHORIZATION_DETAILS))
+    if raw is None:
+        return False
+    items = raw if isinstance(raw, list) else [raw]
+    return any(
+        not isinstance(item, Mapping) or item.get("type") in (HELSEID_AUTHORIZATION, JOURNAL_ID_TYPE)
+        for item in items
+    )
+
+
 def read_details(claims: Mapping[str, Any], client: RegisteredClient) -> RequestedDetails:
     """Read and check the details claim of a verified client assertion, or raise ``invalid_request``."""
     if ASSERTION_DETAILS in claims and AUTHORIZATION_DETAILS in claims:

@@ -16,6 +16,15 @@ from .tokens import (
     CLAIM_TENANCY,
     SIGNING_ALG,
 )
+from .users import (
+    CLAIM_ASSURANCE_LEVEL,
+    CLAIM_HPR_NUMBER,
+    CLAIM_NETWORK,
+    CLAIM_PID,
+    CLAIM_PID_PSEUDONYM,
+    CLAIM_SECURITY_LEVEL,
+    STANDARD_IDENTITY_SCOPES,
+)
 
 # Paths relative to the issuer, as in HelseID's discovery document.
 DISCOVERY_PATH = "/.well-known/openid-configuration"
@@ -29,8 +38,8 @@ REVOCATION_PATH = "/connect/revocation"
 def discovery_document(issuer: str, grant_types: Iterable[str]) -> dict[str, Any]:
     """Metadata for ``issuer`` (no trailing slash, as HelseID gives it).
 
-    PAR, authorize and revocation are listed so clients can be written against them now; the dev
-    authority answers them with 501 until they are built.
+    Unlike HelseID's prod snapshot (``false``), PAR is required: new HelseID clients that log users in
+    must use it, and a dev authority that allowed the old way would let a client skip it unnoticed.
     """
     return {
         "issuer": issuer,
@@ -39,17 +48,39 @@ def discovery_document(issuer: str, grant_types: Iterable[str]) -> dict[str, Any
         "token_endpoint": issuer + TOKEN_PATH,
         "pushed_authorization_request_endpoint": issuer + PAR_PATH,
         "revocation_endpoint": issuer + REVOCATION_PATH,
-        "require_pushed_authorization_requests": False,
+        "require_pushed_authorization_requests": True,
         "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": True,
+        "request_uri_parameter_supported": True,
+        "request_object_signing_alg_values_supported": list(APPROVED_ALGORITHMS),
+        "code_challenge_methods_supported": ["S256"],
         "grant_types_supported": sorted(grant_types),
         "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
         "subject_types_supported": ["public"],
+        "scopes_supported": list(STANDARD_IDENTITY_SCOPES),
         "id_token_signing_alg_values_supported": [SIGNING_ALG],
         # HelseID accepts nothing but private_key_jwt, whatever its own document still lists.
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": list(APPROVED_ALGORITHMS),
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": list(APPROVED_ALGORITHMS),
         "dpop_signing_alg_values_supported": list(APPROVED_ALGORITHMS),
         "claims_supported": [
+            "sub",
+            "sid",
+            "name",
+            "given_name",
+            "middle_name",
+            "family_name",
+            "idp",
+            "amr",
+            CLAIM_PID,
+            CLAIM_PID_PSEUDONYM,
+            CLAIM_SECURITY_LEVEL,
+            CLAIM_ASSURANCE_LEVEL,
+            CLAIM_NETWORK,
+            CLAIM_HPR_NUMBER,
             "client_id",
             CLAIM_CLIENT_AMR,
             CLAIM_TENANCY,

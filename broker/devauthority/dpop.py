@@ -76,7 +76,10 @@ class VerifiedProof:
 class DPoPVerifier:
     """Checks DPoP proofs sent to one URL (``htu``) of this authority."""
 
-    def __init__(self, *, htu: str, nonces: NonceKeeper, clock: Clock) -> None:
+    def __init__(self, *, htu: str, nonces: NonceKeeper, clock: Clock, require_nonce: bool = True) -> None:
+        # The token endpoint demands a server nonce; PAR does not (RFC 9449 §10 leaves it to the server,
+        # and a nonce there would only add a round trip before the user is even sent to log in).
+        self._require_nonce = require_nonce
         self._htu = normalize_htu(htu)
         self._nonces = nonces
         self._clock = clock
@@ -102,7 +105,7 @@ class DPoPVerifier:
         jti, iat = self._check_claims(claims, method)
         # The nonce is checked after everything else, so a challenged client only lacked the nonce.
         nonce = claims.get("nonce")
-        if not isinstance(nonce, str) or not self._nonces.is_valid(nonce):
+        if self._require_nonce and (not isinstance(nonce, str) or not self._nonces.is_valid(nonce)):
             raise OAuthError(
                 USE_DPOP_NONCE,
                 "Authorization server requires nonce in DPoP proof",
@@ -121,7 +124,7 @@ class DPoPVerifier:
             raise _fail(f"DPoP proof htm must be {method}")
         htu = claims.get("htu")
         if not isinstance(htu, str) or normalize_htu(htu) != self._htu:
-            raise _fail("DPoP proof htu must be the token endpoint URL")
+            raise _fail(f"DPoP proof htu must be {self._htu}")
         iat = claims.get("iat")
         if not is_numeric_date(iat) or abs(self._clock() - iat) > PROOF_WINDOW_S:
             raise _fail(f"DPoP proof iat must be within {PROOF_WINDOW_S} s of the server's time")

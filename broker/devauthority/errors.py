@@ -14,6 +14,9 @@ INVALID_DPOP_PROOF = "invalid_dpop_proof"
 USE_DPOP_NONCE = "use_dpop_nonce"
 UNAUTHORIZED_CLIENT = "unauthorized_client"
 UNSUPPORTED_GRANT_TYPE = "unsupported_grant_type"
+UNSUPPORTED_RESPONSE_TYPE = "unsupported_response_type"
+INVALID_REQUEST_OBJECT = "invalid_request_object"  # RFC 9101 §6.3
+INVALID_REQUEST_URI = "invalid_request_uri"  # RFC 9101 §6.3: an unknown, used or expired request_uri
 TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
 
 

@@ -1,9 +1,8 @@
 """Grant types of the token endpoint, one function each.
 
 A grant receives a request whose client is already authenticated and whose DPoP proof (if any) is
-already verified, and returns the JSON body of the token response. Adding authorization_code,
-refresh_token or token exchange means adding a function here and an entry in ``GRANTS``; the token
-endpoint's checks around it stay the same.
+already verified, and returns the JSON body of the token response. The machine grant lives here; the
+grants that follow a user login are in login_grants.py. ``Authority`` maps grant types to them.
 """
 
 from __future__ import annotations
@@ -13,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .details import read_details
-from .registry import RegisteredClient
+from .registry import CLIENT_CREDENTIALS, RegisteredClient
 from .scopes import decide_scopes
 from .tokens import TokenContents, TokenIssuer
 
-CLIENT_CREDENTIALS = "client_credentials"
+__all__ = ["CLIENT_CREDENTIALS", "Grant", "GrantRequest", "client_credentials"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,3 @@ def client_credentials(request: GrantRequest, tokens: TokenIssuer) -> dict[str, 
     if decision.rejected:
         body["rejected_scope"] = " ".join(decision.rejected)
     return body
-
-
-GRANTS: Mapping[str, Grant] = {CLIENT_CREDENTIALS: client_credentials}

@@ -107,6 +107,10 @@ class RegisteredClient:
         """The registered public key with this ``kid``, if any."""
         return self._keys.get(kid)
 
+    def verification_keys(self) -> list[Key]:
+        """Every registered public key."""
+        return list(self._keys.values())
+
     @property
     def resources(self) -> tuple[str, ...]:
         """The resources (audiences) the client may ask for with ``resource``."""

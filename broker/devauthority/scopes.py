@@ -7,11 +7,8 @@ from dataclasses import dataclass
 
 from .details import RequestedDetails
 from .errors import INVALID_SCOPE, INVALID_TARGET, OAuthError
-from .registry import RegisteredClient, audience_of_scope
-
-# Scopes that describe a user. A machine token has no user, so HelseID answers them with invalid_scope.
-_IDENTITY_SCOPES = frozenset({"openid", "profile", "offline_access"})
-_IDENTITY_PREFIXES = ("helseid://scopes/identity/", "helseid://scopes/hpr/")
+from .registry import REFRESH_TOKEN, RegisteredClient, audience_of_scope
+from .users import SCOPE_OFFLINE_ACCESS, SCOPE_OPENID, STANDARD_IDENTITY_SCOPES, is_identity_scope
 
 
 @dataclass(frozen=True)
@@ -34,8 +31,9 @@ def decide_scopes(
     # because that would hide a broker target configured without any.
     if not requested:
         raise OAuthError(INVALID_SCOPE, "scope is required")
+    # Scopes that describe a user. A machine token has no user, so HelseID answers them with invalid_scope.
     for name in requested:
-        if name in _IDENTITY_SCOPES or name.startswith(_IDENTITY_PREFIXES):
+        if is_identity_scope(name):
             raise OAuthError(INVALID_SCOPE, f"identity scope {name!r} cannot be used without a user")
     not_allowed = [s for s in requested if s not in client.allowed_scopes]
     if not_allowed:
@@ -47,12 +45,7 @@ def decide_scopes(
         if foreign:
             raise OAuthError(INVALID_SCOPE, f"scopes {foreign} do not belong to resource {resource!r}")
 
-    # HelseID drops the scopes whose terms the tenant has not signed and reports them in rejected_scope.
-    unsigned: Sequence[str] = ()
-    if client.tenancy == "multi" and details.orgnr_parent is not None:
-        unsigned = client.not_signed.get(details.orgnr_parent, ())
-    granted = tuple(s for s in requested if s not in unsigned)
-    rejected = tuple(s for s in requested if s in unsigned)
+    granted, rejected = split_unsigned(client, requested, details)
     if not granted:
         raise OAuthError(
             INVALID_SCOPE,
@@ -78,3 +71,48 @@ def _audience(scopes: Sequence[str]) -> str | tuple[str, ...] | None:
     if not audiences:
         return None
     return audiences[0] if len(audiences) == 1 else audiences
+
+
+def split_unsigned(
+    client: RegisteredClient, scopes: Sequence[str], details: RequestedDetails
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(granted, rejected): HelseID drops the scopes whose terms the tenant has not signed and reports
+    them in ``rejected_scope``."""
+    unsigned: Sequence[str] = ()
+    if client.tenancy == "multi" and details.orgnr_parent is not None:
+        unsigned = client.not_signed.get(details.orgnr_parent, ())
+    return tuple(s for s in scopes if s not in unsigned), tuple(s for s in scopes if s in unsigned)
+
+
+def login_scopes(client: RegisteredClient, scope: str | None) -> tuple[str, ...]:
+    """The scopes of a user login (PAR), checked against the client, or ``invalid_scope``.
+
+    ``openid`` is required. The standard identity scopes are open to every client allowed the
+    authorization_code grant, other identity scopes only when listed in ``allowed_scopes``;
+    ``offline_access`` also needs the refresh_token grant. API scopes must be in ``allowed_scopes``.
+    """
+    requested = tuple(dict.fromkeys((scope or "").split()))
+    if SCOPE_OPENID not in requested:
+        raise OAuthError(INVALID_SCOPE, "a user login needs the openid scope")
+    refused = [s for s in requested if s not in client.allowed_scopes and s not in STANDARD_IDENTITY_SCOPES]
+    if refused:
+        raise OAuthError(INVALID_SCOPE, f"client {client.client_id!r} may not use scopes {refused}")
+    if SCOPE_OFFLINE_ACCESS in requested and REFRESH_TOKEN not in client.grant_types:
+        raise OAuthError(
+            INVALID_SCOPE, f"{SCOPE_OFFLINE_ACCESS} needs the {REFRESH_TOKEN} grant in the registration"
+        )
+    return requested
+
+
+def scopes_for_resource(scopes: Sequence[str], resource: str | None) -> tuple[str, ...]:
+    """The scopes a token for ``resource`` carries: its API's scopes plus those of no API (identity...)."""
+    if resource is None:
+        return tuple(scopes)
+    return tuple(s for s in scopes if audience_of_scope(s) in (None, resource))
+
+
+def audience_of(resources: Sequence[str]) -> str | tuple[str, ...] | None:
+    """``aud`` for a list of resources: one string, a list (HelseID's multi-aud token), or none."""
+    if not resources:
+        return None
+    return resources[0] if len(resources) == 1 else tuple(resources)

@@ -15,9 +15,11 @@ from .app import build_app
 from .authority import Authority
 from .registry import RegisteredClient
 from .timing import Clock
+from .users import TestUser
 
 DEFAULT_TOKEN_LIFETIME = timedelta(seconds=300)
 DEFAULT_NONCE_PERIOD = timedelta(seconds=300)
+DEFAULT_REFRESH_TOKEN_LIFETIME = timedelta(hours=8)
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names the wildcards, binds nothing
 
 
@@ -41,6 +43,10 @@ class RunningAuthority:
     def register(self, client: RegisteredClient) -> None:
         """Add a client, or replace the one with the same client_id (e.g. to rotate its keys)."""
         self._authority.registry.register(client)
+
+    def register_test_user(self, user: TestUser) -> None:
+        """Add a test user a PAR ``login_hint`` can name (its id or pid must be new)."""
+        self._authority.users.register(user)
 
     def stats(self) -> dict[str, Any]:
         """The same counters as ``GET /dev/stats``."""
@@ -74,11 +80,16 @@ async def start_dev_authority(
     nonce_period: timedelta = DEFAULT_NONCE_PERIOD,
     issuer: str | None = None,
     clock: Clock = time.time,
+    test_users: Sequence[TestUser] = (),
+    refresh_token_lifetime: timedelta = DEFAULT_REFRESH_TOKEN_LIFETIME,
 ) -> RunningAuthority:
     """Start a dev authority on ``host``:``port`` (0 picks a free port) and return once it listens.
 
     ``issuer`` defaults to ``http://<host>:<port>``; pass it when clients reach the authority under
     another name (a container name, a proxy). ``clock`` is for tests that need to move time.
+    ``test_users`` are logged in when a PAR ``login_hint`` names them; the default test user (Kari
+    Nordmann) is always there. ``refresh_token_lifetime`` is absolute: counted from the login, not
+    extended by refreshing.
     """
     # Bind first, so the issuer (which is in every token and every check of aud/htu) knows the port
     # that port=0 picked before the app is built.
@@ -90,6 +101,8 @@ async def start_dev_authority(
         token_lifetime_s=_whole_seconds(token_lifetime, "token_lifetime"),
         nonce_period_s=nonce_period.total_seconds(),
         clock=clock,
+        test_users=test_users,
+        refresh_token_lifetime_s=_whole_seconds(refresh_token_lifetime, "refresh_token_lifetime"),
     )
     runner = web.AppRunner(build_app(authority))
     await runner.setup()

@@ -13,10 +13,14 @@ MAX_DELAY_S = 120.0  # a typo of 3000 instead of 3 should not hang a test run fo
 
 @dataclass
 class Stats:
-    """What the token endpoint has seen since start or the last reset.
+    """What the authority has seen since start or the last reset.
 
-    ``errors_by_code`` counts every error answer by its ``error`` code, nonce challenges
-    (``use_dpop_nonce``) and injected outages (``temporarily_unavailable``) included.
+    ``token_requests`` and ``par_requests`` count every request to those endpoints; ``tokens_issued``
+    counts successful token responses of every grant; ``logins`` counts codes handed out at authorize;
+    ``refreshes`` and ``exchanges`` count successful refresh_token and token-exchange grants;
+    ``revocations`` counts accepted revocation requests (200, whether or not the token was known).
+    ``errors_by_code`` counts every error answer of every endpoint by its ``error`` code, nonce
+    challenges (``use_dpop_nonce``) and injected outages (``temporarily_unavailable``) included.
     """
 
     token_requests: int = 0
@@ -24,6 +28,11 @@ class Stats:
     nonce_challenges: int = 0
     tokens_issued: int = 0
     errors_by_code: Counter[str] = field(default_factory=Counter)
+    par_requests: int = 0
+    logins: int = 0
+    refreshes: int = 0
+    exchanges: int = 0
+    revocations: int = 0
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -32,14 +41,17 @@ class Stats:
             "nonce_challenges": self.nonce_challenges,
             "tokens_issued": self.tokens_issued,
             "errors_by_code": dict(self.errors_by_code),
+            "par_requests": self.par_requests,
+            "logins": self.logins,
+            "refreshes": self.refreshes,
+            "exchanges": self.exchanges,
+            "revocations": self.revocations,
         }
 
     def reset(self) -> None:
-        self.token_requests = 0
-        self.token_requests_by_grant.clear()
-        self.nonce_challenges = 0
-        self.tokens_issued = 0
-        self.errors_by_code.clear()
+        fresh = Stats()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
 
 
 @dataclass

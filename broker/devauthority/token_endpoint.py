@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
+from .answers import NO_STORE, Answer, require_form_post, split_form
 from .assertions import AssertionVerifier
 from .dpop import DPoPVerifier, NonceKeeper
 from .errors import (
@@ -25,19 +24,7 @@ from .tokens import TokenIssuer
 
 log = logging.getLogger(__name__)
 
-# RFC 8707 lets `resource` repeat; RFC 6749 §3.2 forbids repeating any other parameter.
-_REPEATABLE = frozenset({"resource"})
-# Tokens and errors about credentials must never be cached by anything between us and the client.
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer, independent of the web framework."""
-
-    status: int
-    body: Mapping[str, Any]
-    headers: Mapping[str, str] = field(default_factory=dict)
+__all__ = ["Answer", "TokenEndpoint"]
 
 
 class TokenEndpoint:
@@ -79,11 +66,7 @@ class TokenEndpoint:
 
         client_id: str | None = None
         try:
-            if method != "POST":
-                raise OAuthError(INVALID_REQUEST, "the token endpoint accepts POST only")
-            if form is None:
-                raise OAuthError(INVALID_REQUEST, "the body must be application/x-www-form-urlencoded")
-            params, resources = _split_form(form)
+            params, resources = split_form(require_form_post(method, form, "token"))
             grant_type = params.get("grant_type")
             if not grant_type:
                 raise OAuthError(INVALID_REQUEST, "grant_type is required")
@@ -129,7 +112,7 @@ class TokenEndpoint:
             body["scope"],
         )
         # A fresh nonce on success lets a client skip the challenge round trip next time.
-        return Answer(200, body, {**_NO_STORE, "DPoP-Nonce": self._nonces.current()})
+        return Answer(200, body, {**NO_STORE, "DPoP-Nonce": self._nonces.current()})
 
     def _refuse(self, error: OAuthError, client_id: str | None) -> Answer:
         self._stats.errors_by_code[error.error] += 1
@@ -137,7 +120,7 @@ class TokenEndpoint:
             self._stats.nonce_challenges += 1
         # Descriptions are built never to contain a credential, so they are safe to log.
         log.info("token request refused (client %s): %s", client_id or "?", error)
-        return Answer(error.status, error.body(), {**_NO_STORE, **error.headers})
+        return Answer(error.status, error.body(), {**NO_STORE, **error.headers})
 
     def _grant_label(self, form: Sequence[tuple[str, str]] | None) -> str:
         # Label by known grant only: a stats key per arbitrary string would let input grow the stats.
@@ -145,16 +128,3 @@ class TokenEndpoint:
         if not grant_types:
             return "(missing)"
         return grant_types[0] if grant_types[0] in self._grants else "(unsupported)"
-
-
-def _split_form(form: Sequence[tuple[str, str]]) -> tuple[dict[str, str], tuple[str, ...]]:
-    params: dict[str, str] = {}
-    resources: list[str] = []
-    for name, value in form:
-        if name in _REPEATABLE:
-            resources.append(value)
-        elif name in params:
-            raise OAuthError(INVALID_REQUEST, f"parameter {name!r} appears more than once")
-        else:
-            params[name] = value
-    return params, tuple(resources)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
 from .details import RequestedDetails
 from .registry import RegisteredClient
-from .timing import Clock
+from .timing import CLOCK_SKEW_S, Clock, is_numeric_date
 
 SIGNING_ALG = "RS256"  # what HelseID's JWKS advertises
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068, so an API can tell an access token from other JWTs
+ID_TOKEN_TYP = "JWT"  # noqa: S105 - a JOSE typ, not a secret
 
 CLAIM_CLIENT_AMR = "client_amr"
 CLAIM_ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
@@ -38,6 +42,8 @@ class TokenContents:
     audience: str | Sequence[str] | None
     details: RequestedDetails
     jkt: str | None
+    # A logged-in user's claims (sub, pid, hpr_number, sid, ...); empty for a machine token.
+    identity: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class IssuedToken:
     access_token: str
     token_type: str
     expires_in: int
+    jti: str
+    expires_at: int
 
 
 class TokenIssuer:
@@ -70,15 +78,13 @@ class TokenIssuer:
         """The public JWKS, as served at ``jwks_uri``."""
         return {"keys": [self._key.as_dict(private=False)]}
 
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
     def issue(self, contents: TokenContents) -> IssuedToken:
-        now = int(self._clock())
         claims: dict[str, Any] = {
-            "iss": self._issuer,
             "client_id": contents.client.client_id,
-            "iat": now,
-            "nbf": now,
-            "exp": now + self._lifetime_s,
-            "jti": secrets.token_hex(16),
             "scope": list(contents.scopes),  # HelseID sends a JSON array, not RFC 9068's string
             CLAIM_CLIENT_AMR: "private_key_jwt",
             CLAIM_TENANCY: TENANCY_VALUES[contents.client.tenancy],
@@ -88,15 +94,75 @@ class TokenIssuer:
                 contents.audience if isinstance(contents.audience, str) else list(contents.audience)
             )
         claims.update(_org_claims(contents))
-        if contents.jkt is not None:
-            claims["cnf"] = {"jkt": contents.jkt}
+        claims.update({k: v for k, v in contents.identity.items() if k not in claims})
+        return self.mint(claims, jkt=contents.jkt)
+
+    def mint(self, claims: Mapping[str, Any], *, jkt: str | None) -> IssuedToken:
+        """Sign an access token with these claims, adding iss, the times, a jti and the DPoP binding."""
+        now = int(self._clock())
+        jti = secrets.token_hex(16)
+        payload: dict[str, Any] = {
+            **claims,
+            "iss": self._issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self._lifetime_s,
+            "jti": jti,
+        }
+        payload.pop("cnf", None)
+        if jkt is not None:
+            payload["cnf"] = {"jkt": jkt}
         header = {"alg": SIGNING_ALG, "kid": self._key.kid, "typ": ACCESS_TOKEN_TYP}
-        token = jwt.encode(header, claims, self._key, algorithms=[SIGNING_ALG])
+        token = jwt.encode(header, payload, self._key, algorithms=[SIGNING_ALG])
         return IssuedToken(
             access_token=token,
-            token_type="DPoP" if contents.jkt is not None else "Bearer",
+            token_type="DPoP" if jkt is not None else "Bearer",
             expires_in=self._lifetime_s,
+            jti=jti,
+            expires_at=now + self._lifetime_s,
         )
+
+    def id_token(self, *, client_id: str, claims: Mapping[str, Any], access_token: str) -> str:
+        """An OpenID Connect ID token for ``client_id`` (RS256, like HelseID's), with ``at_hash``."""
+        now = int(self._clock())
+        payload: dict[str, Any] = {
+            **claims,
+            "iss": self._issuer,
+            "aud": client_id,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self._lifetime_s,
+            "jti": secrets.token_hex(16),
+            "at_hash": _left_half_hash(access_token),
+        }
+        header = {"alg": SIGNING_ALG, "kid": self._key.kid, "typ": ID_TOKEN_TYP}
+        return jwt.encode(header, payload, self._key, algorithms=[SIGNING_ALG])
+
+    def verify_access_token(self, token: str) -> dict[str, Any] | None:
+        """The claims of an access token this authority signed and that is still valid, else None."""
+        try:
+            decoded = jwt.decode(token, self._key, algorithms=[SIGNING_ALG])
+        except (JoseError, ValueError, TypeError, UnicodeError):
+            return None
+        claims = dict(decoded.claims)
+        now = self._clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if (
+            decoded.header.get("typ") != ACCESS_TOKEN_TYP
+            or claims.get("iss") != self._issuer
+            or not isinstance(claims.get("jti"), str)
+            or not is_numeric_date(exp)
+            or exp <= now
+            or (is_numeric_date(nbf) and nbf > now + CLOCK_SKEW_S)
+        ):
+            return None
+        return claims
+
+
+def _left_half_hash(token: str) -> str:
+    """OIDC Core §3.1.3.6 at_hash for RS256: base64url of the left half of SHA-256 of the token."""
+    digest = hashlib.sha256(token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode()
 
 
 def _org_claims(contents: TokenContents) -> dict[str, str]:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from joserfc import jwt
@@ -98,6 +99,16 @@ def rfc7638_thumbprint(public_jwk: dict[str, Any]) -> str:
     canonical = json.dumps({m: public_jwk[m] for m in required}, separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+class MovableClock:
+    """Wall-clock time plus an offset a test can move, shared by an authority and a ``Caller``."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
 
 
 @dataclass
@@ -185,3 +196,183 @@ def error_of(response: httpx.Response) -> str:
     assert response.headers["Cache-Control"] == "no-store"
     error: str = response.json()["error"]
     return error
+
+
+# --- user login (PAR, authorize, code, refresh, exchange, revocation) ---------------------------------
+
+AUTHORIZATION_CODE = "authorization_code"
+REFRESH_TOKEN = "refresh_token"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+
+
+def pkce_pair() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge), computed by hand per RFC 7636."""
+    verifier = base64.urlsafe_b64encode(uuid.uuid4().bytes + uuid.uuid4().bytes).rstrip(b"=").decode()
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def request_object(
+    client: DevClient,
+    *,
+    aud: str,
+    claims: dict[str, Any],
+    lifetime: int = 30,
+    key: SigningKey | None = None,
+    typ: str = "oauth-authz-req+jwt",
+) -> str:
+    """A signed JAR request object (RFC 9101) as HelseID wants it: iss = client_id, aud = issuer."""
+    now = int(time.time())
+    payload = {
+        "iss": client.client_id,
+        "aud": aud,
+        "client_id": client.client_id,
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "jti": uuid.uuid4().hex,
+        **claims,
+    }
+    header = {"alg": client.alg, "typ": typ, "kid": client.key.kid}
+    return jwt.encode(header, payload, key or client.key, algorithms=[client.alg])
+
+
+@dataclass
+class Pushed:
+    """What a test needs from one pushed request: the answer, and the PKCE verifier it used."""
+
+    response: httpx.Response
+    verifier: str
+
+    @property
+    def request_uri(self) -> str:
+        uri: str = self.response.json()["request_uri"]
+        return uri
+
+
+@dataclass
+class Redirect:
+    status: int
+    location: str | None
+    params: dict[str, str]
+
+
+@dataclass
+class LoginFlow:
+    """Drives the user login of one client against one authority, with a ``Caller`` for the token calls."""
+
+    caller: Caller
+    client: DevClient
+    redirect_uri: str
+
+    @property
+    def par_endpoint(self) -> str:
+        return self.caller.issuer + "/connect/par"
+
+    def assertion(self, *, aud: str | None = None, claims: dict[str, Any] | None = None) -> str:
+        return client_assertion(
+            self.client, aud=aud or self.caller.issuer, claims=claims, now=self.caller.clock()
+        )
+
+    async def push(
+        self,
+        *,
+        scope: str,
+        resources: tuple[str, ...] = (),
+        proof: str | None = None,
+        assertion: str | None = None,
+        drop: tuple[str, ...] = (),
+        **params: Any,
+    ) -> Pushed:
+        verifier, challenge = pkce_pair()
+        form: dict[str, Any] = {
+            "client_id": self.client.client_id,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": assertion or self.assertion(),
+            "response_type": "code",
+            "redirect_uri": self.redirect_uri,
+            "scope": scope,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": uuid.uuid4().hex,
+            "nonce": uuid.uuid4().hex,
+            **params,
+        }
+        for name in drop:
+            form.pop(name, None)
+        if resources:
+            form["resource"] = list(resources)
+        headers = {"DPoP": proof} if proof is not None else {}
+        response = await self.caller.http.post(self.par_endpoint, data=form, headers=headers)
+        return Pushed(response, verifier)
+
+    async def authorize(self, request_uri: str, *, client_id: str | None = None) -> Redirect:
+        response = await self.caller.http.get(
+            self.caller.issuer + "/connect/authorize",
+            params={"client_id": client_id or self.client.client_id, "request_uri": request_uri},
+            follow_redirects=False,
+        )
+        location = response.headers.get("Location")
+        params = dict(parse_qsl(urlsplit(location).query)) if location else {}
+        return Redirect(response.status_code, location, params)
+
+    async def login(
+        self, *, scope: str, resources: tuple[str, ...] = (), **params: Any
+    ) -> tuple[str, Pushed]:
+        """PAR + authorize; returns the code and the pushed request (for its verifier)."""
+        pushed = await self.push(scope=scope, resources=resources, **params)
+        assert pushed.response.status_code == 201, pushed.response.text
+        redirect = await self.authorize(pushed.request_uri)
+        assert redirect.status == 302, redirect
+        return redirect.params["code"], pushed
+
+    async def redeem(
+        self,
+        code: str,
+        verifier: str,
+        *,
+        resource: str | None = None,
+        details: Any = None,
+        **extra: Any,
+    ) -> httpx.Response:
+        form: dict[str, Any] = {
+            "grant_type": AUTHORIZATION_CODE,
+            "code": code,
+            "redirect_uri": self.redirect_uri,
+            "code_verifier": verifier,
+            **extra,
+        }
+        if resource is not None:
+            form["resource"] = resource
+        return await self.caller.request_token(self.client, scope=None, details=details, **form)
+
+    async def refresh(
+        self, refresh_token: str, *, resource: str | None = None, details: Any = None, **extra: Any
+    ) -> httpx.Response:
+        scope = extra.pop("scope", None)
+        form: dict[str, Any] = {"grant_type": REFRESH_TOKEN, "refresh_token": refresh_token, **extra}
+        if resource is not None:
+            form["resource"] = resource
+        return await self.caller.request_token(self.client, scope=scope, details=details, **form)
+
+    async def revoke(self, token: str, **extra: str) -> httpx.Response:
+        form = {
+            "client_id": self.client.client_id,
+            "client_assertion_type": JWT_BEARER,
+            "client_assertion": self.assertion(),
+            "token": token,
+            **extra,
+        }
+        return await self.caller.http.post(self.caller.issuer + "/connect/revocation", data=form)
+
+
+async def exchange(caller: Caller, actor: DevClient, subject_token: str, **extra: Any) -> httpx.Response:
+    """An RFC 8693 token exchange by ``actor`` (nonce round trip included)."""
+    scope = extra.pop("scope", None)
+    form = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": subject_token,
+        "subject_token_type": ACCESS_TOKEN_TYPE,
+    }
+    return await caller.request_token(actor, scope=scope, **{**form, **extra})

@@ -8,7 +8,7 @@ from joserfc.jwk import ECKey
 from broker.devauthority import RunningAuthority
 
 from .conftest import PPS_SCOPE, SUPPLIER_ORG, registration
-from .helpers import Caller, DevClient, error_of
+from .helpers import Caller, DevClient, LoginFlow, error_of
 
 
 async def test_stats_count_requests_challenges_tokens_and_errors_when_tokens_are_fetched(
@@ -27,6 +27,11 @@ async def test_stats_count_requests_challenges_tokens_and_errors_when_tokens_are
         "nonce_challenges": 1,
         "tokens_issued": 2,
         "errors_by_code": {"use_dpop_nonce": 1, "invalid_scope": 1, "invalid_request": 1},
+        "par_requests": 0,
+        "logins": 0,
+        "refreshes": 0,
+        "exchanges": 0,
+        "revocations": 0,
     }
     assert authority.stats() == stats
 
@@ -126,3 +131,19 @@ async def test_client_registration_over_http_is_refused_when_it_carries_a_privat
 
     assert response.status_code == 400
     assert "private" in response.json()["error_description"]
+
+
+async def test_test_user_registered_over_http_can_be_logged_in_by_login_hint(
+    flow: LoginFlow, caller: Caller
+) -> None:
+    user = {"id": "sykepleier", "pid": "26079000164", "given_name": "Siri", "family_name": "Sykepleier"}
+    registered = await caller.http.post(caller.issuer + "/dev/test-users", json=user)
+    duplicate = await caller.http.post(caller.issuer + "/dev/test-users", json=user)
+    assert registered.status_code == 200, registered.text
+    assert duplicate.status_code == 400
+
+    code, pushed = await flow.login(scope="openid profile", login_hint="26079000164")
+    response = await flow.redeem(code, pushed.verifier)
+
+    _, claims = await caller.verified_claims(response.json()["id_token"])
+    assert claims["name"] == "Siri Sykepleier"

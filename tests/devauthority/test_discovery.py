@@ -25,7 +25,15 @@ async def test_discovery_lists_helseid_endpoints_when_fetched(
     assert document["revocation_endpoint"] == issuer + "/connect/revocation"
     assert document["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     assert sorted(document["dpop_signing_alg_values_supported"]) == sorted(APPROVED)
-    assert "client_credentials" in document["grant_types_supported"]
+    assert document["require_pushed_authorization_requests"] is True
+    assert document["authorization_response_iss_parameter_supported"] is True
+    assert document["code_challenge_methods_supported"] == ["S256"]
+    assert set(document["grant_types_supported"]) == {
+        "client_credentials",
+        "authorization_code",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    }
 
 
 async def test_jwks_serves_only_a_public_rs256_key_when_fetched(
@@ -41,12 +49,3 @@ async def test_jwks_serves_only_a_public_rs256_key_when_fetched(
     assert key["alg"] == "RS256"
     assert key["kid"]
     assert not {"d", "p", "q", "dp", "dq", "qi"} & key.keys()
-
-
-async def test_unbuilt_endpoints_answer_501_when_called(
-    http: httpx.AsyncClient, authority: RunningAuthority
-) -> None:
-    response = await http.post(authority.issuer + "/connect/par", data={"client_id": "x"})
-
-    assert response.status_code == 501
-    assert response.json()["error"] == "invalid_request"

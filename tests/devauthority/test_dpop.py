@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -11,7 +10,7 @@ from joserfc.jwk import RSAKey
 from broker.devauthority import RegisteredClient, RunningAuthority, start_dev_authority
 
 from .conftest import PPS_SCOPE
-from .helpers import Caller, DevClient, error_of, rfc7638_thumbprint
+from .helpers import Caller, DevClient, MovableClock, error_of, rfc7638_thumbprint
 
 
 async def test_token_endpoint_challenges_with_nonce_when_proof_has_no_nonce(
@@ -143,14 +142,6 @@ async def test_assertion_is_not_spent_when_the_request_only_lacked_a_nonce(
     response = await caller.post_token(form, proof=caller.proof())
 
     assert response.status_code == 200, response.text
-
-
-class MovableClock:
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
 
 
 @pytest.fixture

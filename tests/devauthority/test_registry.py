@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 from joserfc.jwk import ECKey
 
-from broker.devauthority import RegisteredClient, load_clients
+from broker.devauthority import DEFAULT_TEST_USER, RegisteredClient, TestUser, load_clients, load_test_users
 from broker.devauthority.dpop import NonceKeeper, normalize_htu
 from broker.devauthority.replay import ReplayCache
+from broker.devauthority.users import TestUserRegistry
 
 
 def _client_json(**overrides: Any) -> dict[str, Any]:
@@ -112,3 +113,92 @@ def test_nonce_rotates_keeping_the_previous_when_one_period_passes() -> None:
 )
 def test_htu_is_normalized_when_compared(url: str, expected: str) -> None:
     assert normalize_htu(url) == expected
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"grant_types": ["client_credentials", "password"]},
+        {"grant_types": ["authorization_code"]},  # no redirect_uris
+        {"grant_types": ["authorization_code"], "redirect_uris": ["/relative/callback"]},
+        {"grant_types": ["authorization_code"], "redirect_uris": ["https://epj.example/cb#frag"]},
+        {"redirect_uris": "https://epj.example/cb"},
+    ],
+)
+def test_login_client_is_refused_when_grant_types_or_redirect_uris_are_invalid(
+    overrides: dict[str, Any],
+) -> None:
+    with pytest.raises(ValueError, match="c1"):
+        RegisteredClient.from_json(_client_json(**overrides))
+
+
+def test_login_client_loads_with_grant_types_and_redirect_uris_when_valid() -> None:
+    grants = [
+        "client_credentials",
+        "authorization_code",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ]
+    client = RegisteredClient.from_json(
+        _client_json(
+            grant_types=grants,
+            redirect_uris=["https://epj.example/signin-oidc", "no.example.epj:/callback"],
+            allowed_scopes=["nhn:pps/provesvar-read", "openid", "helseid://scopes/identity/pid"],
+        )
+    )
+
+    assert client.grant_types == tuple(grants)
+    assert client.redirect_uris == ("https://epj.example/signin-oidc", "no.example.epj:/callback")
+    assert client.resources == ("nhn:pps",)  # identity scopes name no API
+    old = RegisteredClient.from_json(_client_json())
+    assert old.grant_types == ("client_credentials",)
+    assert old.redirect_uris == ()
+
+
+def test_test_users_load_with_the_default_always_there_when_a_file_adds_some(tmp_path: Path) -> None:
+    users_file = tmp_path / "users.json"
+    users_file.write_text(
+        json.dumps(
+            {
+                "test_users": [
+                    {"id": "lege", "pid": "13116900216", "given_name": "Lege", "family_name": "Legesen"},
+                ]
+            }
+        )
+    )
+
+    registry = TestUserRegistry(load_test_users(users_file))
+
+    assert registry.default == DEFAULT_TEST_USER
+    assert registry.find("kari") == DEFAULT_TEST_USER
+    lege = registry.find("13116900216")  # by pid as well as by id
+    assert lege is not None
+    assert lege.id == "lege"
+    assert lege.security_level == "4"
+    assert lege.hpr_number is None
+    assert registry.find("nobody") is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"id": "x", "pid": "1234", "given_name": "A", "family_name": "B"},
+        {"id": "x", "pid": "13116900216", "given_name": "A", "family_name": "B", "security_level": "5"},
+        {"id": "x", "pid": "13116900216", "given_name": "A", "family_name": "B", "assurance_level": "max"},
+        {"id": "x", "pid": "13116900216", "given_name": "A", "family_name": "B", "hpr_number": "12a"},
+        {"id": "x", "pid": "13116900216", "given_name": "A"},
+        {"id": "x", "pid": "13116900216", "given_name": "A", "family_name": "B", "email": "a@b"},
+    ],
+)
+def test_test_user_is_refused_when_a_field_is_invalid(data: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="x"):
+        TestUser.from_json(data)
+
+
+def test_test_user_is_refused_when_its_id_or_pid_is_taken() -> None:
+    registry = TestUserRegistry()
+
+    with pytest.raises(ValueError, match="already used"):
+        registry.register(TestUser(id="kari", pid="13116900216", given_name="A", family_name="B"))
+    with pytest.raises(ValueError, match="already used"):
+        registry.register(TestUser(id="twin", pid=DEFAULT_TEST_USER.pid, given_name="A", family_name="B"))
