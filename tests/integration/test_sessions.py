@@ -23,7 +23,7 @@ from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 from tests.fixtures.broker_server import broker_stub, running_broker
 from tests.fixtures.login import log_in
-from tests.fixtures.redis_server import RunningRedis
+from tests.fixtures.redis_server import RunningRedis, start_redis
 from tests.fixtures.sessions import DEFAULT_PID, REDIRECT_URI, WebClient, login_config, sts_for_logins
 from tests.fixtures.sts import STS_KINDS, RunningSts
 
@@ -206,3 +206,36 @@ async def test_expired_session_gives_a_clear_error(kind: str, tmp_path: Path) ->
                 await session_token(stub, session.session_id, "pps")
     assert expired.value.code() == grpc.StatusCode.NOT_FOUND
     assert reason(expired.value) in {"SESSION_NOT_FOUND", "SESSION_EXPIRED"}
+
+
+async def test_session_survives_a_broker_restart_and_a_redis_restart_when_redis_persists(
+    tmp_path: Path,
+) -> None:
+    client = WebClient()
+    redis = start_redis(tmp_path / "redis", persist=True)
+    try:
+        with sts_for_logins("devauthority", tmp_path / "sts", client, token_lifetime=2) as running:
+            store = StoreSettings(kind="redis", url=redis.url, encryption_key=os.urandom(32))
+            config = login_config(running.issuer, client, store)
+            async with running_broker(config) as address, broker_stub(address) as stub:
+                session = await login(stub)
+                await session_token(stub, session.session_id, "pps")
+            redis.stop()
+            redis = start_redis(tmp_path / "redis", redis.port, persist=True)
+            await asyncio.sleep(
+                2.1
+            )  # every access token of the session has expired: the next needs a refresh
+            async with running_broker(config) as address, broker_stub(address) as stub:
+                token = await session_token(stub, session.session_id, "pps")
+                again = await session_token(stub, session.session_id, "sfm")
+            refreshes = running.stats()["refreshes"]
+            token_audiences = audiences(claims(running.issuer, token.token))
+            sfm_audiences = audiences(claims(running.issuer, again.token))
+    finally:
+        redis.stop()
+    print(
+        f"\nsession after broker and Redis restarts: {refreshes} refreshes at the STS, tokens for pps and sfm"
+    )
+    assert token_audiences == ["nhn:pps"]
+    assert sfm_audiences == ["e-helse:sfm.api"]
+    assert refreshes == 3  # pps before the restarts, pps and sfm after: the rotated refresh token was kept
