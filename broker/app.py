@@ -135,6 +135,7 @@ async def serve(
         reuse_port=reuse_port,
         scheduler=broker.scheduler,
         users=broker.users,
+        trace_rpcs=config.telemetry.traces_rpcs,
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()

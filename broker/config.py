@@ -79,6 +79,13 @@ class TelemetrySettings:
     # Base URL of an OTLP/HTTP receiver (the collector's :4318); /v1/traces and /v1/metrics are appended.
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = 1.0
+    # A server span for every RPC (the root of "RPC -> cache -> STS" traces). Off, only cache misses have
+    # spans; on by default when traces are exported at all. It costs the hit path some microseconds.
+    trace_rpcs: bool | None = None
+
+    @property
+    def traces_rpcs(self) -> bool:
+        return self.otlp_endpoint is not None if self.trace_rpcs is None else self.trace_rpcs
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,7 +311,14 @@ def _parse_sts(table: Mapping[str, Any]) -> StsSettings:
 
 
 def _parse_telemetry(table: Mapping[str, Any]) -> TelemetrySettings:
-    fields = {"log_format", "log_level", "prometheus_listen", "otlp_endpoint", "trace_sample_ratio"}
+    fields = {
+        "log_format",
+        "log_level",
+        "prometheus_listen",
+        "otlp_endpoint",
+        "trace_sample_ratio",
+        "trace_rpcs",
+    }
     _only_keys(table, "telemetry", fields)
     log_format = table.get("log_format", "text")
     if log_format not in LOG_FORMATS:
@@ -325,7 +339,10 @@ def _parse_telemetry(table: Mapping[str, Any]) -> TelemetrySettings:
     ratio = table.get("trace_sample_ratio", 1.0)
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not 0 <= ratio <= 1:
         raise ConfigurationError("telemetry.trace_sample_ratio", "must be a number from 0 to 1")
-    return TelemetrySettings(log_format, log_level.upper(), listen, endpoint, float(ratio))
+    trace_rpcs = table.get("trace_rpcs")
+    if trace_rpcs is not None and not isinstance(trace_rpcs, bool):
+        raise ConfigurationError("telemetry.trace_rpcs", "must be true or false")
+    return TelemetrySettings(log_format, log_level.upper(), listen, endpoint, float(ratio), trace_rpcs)
 
 
 # --- secrets --------------------------------------------------------------------------------------------

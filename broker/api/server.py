@@ -6,6 +6,7 @@ import grpc
 from grpc_health.v1 import _async as health_aio  # grpc_health exposes it as health.aio at run time
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from broker.api.servicer import TokenBrokerServicer, UserServices
 from broker.tokens.engine import TokenEngine
@@ -23,10 +24,14 @@ def create_server(
     reuse_port: bool = False,
     scheduler: RefreshScheduler | None = None,
     users: UserServices | None = None,
+    trace_rpcs: bool = False,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer."""
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
-    server = grpc.aio.server(options=options)
+    # The OpenTelemetry interceptor makes each RPC a server span, parent of the cache and STS spans, and
+    # continues a caller's trace (W3C traceparent in the metadata).
+    interceptors = [aio_server_interceptor()] if trace_rpcs else []  # type: ignore[no-untyped-call]
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     pb_grpc.add_TokenBrokerServiceServicer_to_server(TokenBrokerServicer(engine, scheduler, users), server)  # type: ignore[no-untyped-call]
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -146,6 +146,19 @@ def test_token_request_spans_reach_the_otlp_receiver_when_an_endpoint_is_configu
         assert fills[request.parent_span_id].trace_id == request.trace_id
 
 
+def test_each_fill_hangs_under_the_rpc_that_needed_it_when_rpcs_are_traced(run: Run) -> None:
+    spans = run.receiver.spans()
+    rpcs = {span.span_id: span for span in spans if span.name.startswith("/broker.v1.TokenBrokerService/")}
+    fills = [span for span in spans if span.name == "broker.token.fill"]
+    assert fills
+    for fill in fills:
+        assert fill.parent_span_id in rpcs, "a cache fill outside an RPC span"
+    assert {rpcs[fill.parent_span_id].name for fill in fills} <= {
+        "/broker.v1.TokenBrokerService/GetToken",
+        "/broker.v1.TokenBrokerService/AuthorizeRequest",
+    }
+
+
 def test_metrics_reach_the_otlp_receiver_when_the_broker_stops(run: Run) -> None:
     assert {"broker.token.served", "broker.sts.duration"} <= run.receiver.metric_names()
 
