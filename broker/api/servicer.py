@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 _TOKEN_TYPES = {TokenType.DPOP: pb.TOKEN_TYPE_DPOP, TokenType.BEARER: pb.TOKEN_TYPE_BEARER}
 _INFO = pb.GetBrokerInfoResponse(version=__version__)
+_MAX_REMEMBERED_RESPONSES = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +54,33 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self._users = users
         self._authorizer = RequestAuthorizer(engine)
         self._metrics = engine.metrics
+        self._responses: dict[str, pb.GetTokenResponse] = {}
 
     async def GetToken(  # noqa: N802 - the name is the RPC's
         self, request: pb.GetTokenRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetTokenResponse:
-        async def call() -> pb.GetTokenResponse:
+        # The hot path: no closure, and the response message is built once per token, not once per call.
+        try:
             _require(request.tenant, "tenant")
             _require(request.target, "target")
             token = await self._engine.get_token(
                 request.tenant, request.target, _min_remaining(request.min_remaining_lifetime)
             )
-            return pb.GetTokenResponse(access_token=_access_token(token))
+        except BrokerError as exc:
+            self._metrics.failed(exc.reason)
+            rich = status.to_status(exc)
+            await context.abort(rich.code, rich.details, rich.trailing_metadata)
+        response = self._responses.get(token.value)
+        if response is None:
+            response = self._remember_response(token)
+        return response
 
-        return await _answer(call, context, self._metrics.failed)
+    def _remember_response(self, token: AccessToken) -> pb.GetTokenResponse:
+        if len(self._responses) >= _MAX_REMEMBERED_RESPONSES:
+            self._responses.clear()  # renewed tokens leave old entries behind; start over now and then
+        response = pb.GetTokenResponse(access_token=_access_token(token))
+        self._responses[token.value] = response
+        return response
 
     async def AuthorizeRequest(  # noqa: N802
         self, request: pb.AuthorizeRequestRequest, context: grpc.aio.ServicerContext[object, object]
