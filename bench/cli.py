@@ -62,13 +62,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--channels", type=int, default=4, help="gRPC channels per client process (default 4)"
     )
-    parser.add_argument("--duration", type=float, default=5.0, help="measured seconds per row (default 5)")
+    parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per row (default 3)")
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="warm-up seconds before each row (default 1)"
     )
     parser.add_argument("--sts-concurrency", type=int, default=4, help="callers of the STS row (default 4)")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="rounds of rows (a)-(c); the least disturbed is shown"
+        "--repeat",
+        type=int,
+        default=None,
+        help="rounds of rows (a)-(c), alternating (default 3, --quick 1); the least disturbed is shown, "
+        "and the ratios pooled over all rounds",
     )
     parser.add_argument("--quick", action="store_true", help="1 s rows and a short warm-up: a smoke test")
     parser.add_argument(
@@ -92,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     duration = 1.0 if args.quick else args.duration
     warmup = min(args.warmup, 0.5) if args.quick else args.warmup
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
     for name in ("workers", "channels", "sts_concurrency", "repeat"):
         if getattr(args, name) < 1:
             print(f"--{name.replace('_', '-')} must be at least 1", file=sys.stderr)
@@ -161,6 +167,7 @@ def _run(args: argparse.Namespace, duration: float, warmup: float) -> int:
         "rows": [row.as_json() for row in rows],
         "ratios": {key: None if v is None else round(v, 3) for key, v in report.ratios(rows).items()},
         "round_ratios": [report.ratios(run) for run in rounds],
+        "pooled_ratios": report.pooled_ratios(rounds),
         "rounds": [[row.as_json() for row in run] for run in rounds],
         "sweep": sweep,
         "hit_path_us": None
@@ -383,6 +390,8 @@ def _print_report(
     for line in report.ratio_lines(rows):
         print(line)
     if len(rounds) > 1:
+        pooled = ", ".join(f"{key} {_fmt(value)}" for key, value in report.pooled_ratios(rounds).items())
+        print(f"pooled over {len(rounds)} rounds (calls of each row summed over the rounds): {pooled}")
         shown_round = list(rounds).index(_quietest(rounds)) + 1
         print(f"rows (a)-(c): round {shown_round} of {len(rounds)}, the least disturbed by other processes:")
         for number, run in enumerate(rounds, 1):

@@ -99,3 +99,14 @@ def sweep_table(results: Sequence[Mapping[str, Any]]) -> str:
 
 def write_json(path: Path, document: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def pooled_ratios(rounds: Sequence[Sequence[Row]]) -> dict[str, float | None]:
+    """Each hit row's calls over the ceiling's calls, summed over all rounds: a drift of the shared
+    machine during one row weighs less than in any single round's ratio."""
+    totals: dict[str, float] = {}
+    for run in rounds:
+        for row in run:
+            totals[row.key] = totals.get(row.key, 0.0) + row.calls_per_s
+    ceiling = totals.get("ceiling", 0.0)
+    return {key: (totals[key] / ceiling if ceiling and key in totals else None) for key in TARGET_RATIOS}

@@ -5,6 +5,7 @@ It is the only module that converts between the generated messages and the domai
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -102,7 +103,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
                 authorization=result.authorization,
                 dpop=result.dpop or "",
                 token_type=_TOKEN_TYPES[result.token.token_type],
-                expire_time=_timestamp(result.token),
+                expire_time=_expire_time(result.token),
             )
 
         return await _answer(call, context, self._metrics.failed)
@@ -245,6 +246,11 @@ def _min_remaining(duration: duration_pb2.Duration) -> timedelta:
 
 
 def _timestamp(token: AccessToken) -> timestamp_pb2.Timestamp:
+    return _stamp(token.expires_at)
+
+
+@functools.lru_cache(maxsize=4096)  # the same token's expiry is sent with every proof for it
+def _expire_time(token: AccessToken) -> timestamp_pb2.Timestamp:
     return _stamp(token.expires_at)
 
 

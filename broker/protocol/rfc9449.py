@@ -90,6 +90,7 @@ def normalize_htu(url: str) -> str:
     return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
 
 
+@functools.lru_cache(maxsize=1024)  # a cached token is proven many times; hash it once
 def access_token_hash(token: str) -> str:
     """The `ath` claim: base64url SHA-256 of the ASCII access token (RFC 9449 §4.2)."""
     try:

@@ -14,7 +14,6 @@ Every Redis fault becomes a StoreUnavailableError; the engine goes on without th
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -103,6 +102,7 @@ class RedisTokenStore:
         self._callbacks: list[Callable[[str], None]] = []
         self._own_writes: deque[str] = deque(maxlen=256)
         self._listener: asyncio.Task[None] | None = None
+        self._closing = False
 
     @classmethod
     def from_url(cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)) -> RedisTokenStore:
@@ -177,13 +177,15 @@ class RedisTokenStore:
     async def _listen(self, client: aioredis.Redis) -> None:
         """Delivers renewal notices of other replicas; reconnects with back-off after a Redis fault."""
         pause = 0.1
-        while True:
+        while not self._closing:
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(CHANNEL)
                     pause = 0.1
-                    while True:
+                    while not self._closing:
                         message = await pubsub.get_message(timeout=1.0)
+                        # redis-py can swallow a cancellation that lands as get_message times out
+                        # (redis-py #2551); the flag ends the loop all the same.
                         if message is not None:
                             self._deliver(message)
             except (RedisError, OSError):
@@ -206,10 +208,10 @@ class RedisTokenStore:
             raise StoreUnavailableError(f"redis {operation} failed: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
+        self._closing = True
         if self._listener is not None:
             self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await asyncio.wait({self._listener}, timeout=2)
         await self._redis.aclose()
         if self._listener_client is not None:
             await self._listener_client.aclose()
