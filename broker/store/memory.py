@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from broker.model import AccessToken, PendingLogin, Session
+from broker.store.leases import FencedLease, Lease
 
 V = TypeVar("V")
 
@@ -42,20 +42,6 @@ class _Expiring(Generic[V]):
     def drop_prefix(self, prefix: str) -> None:
         for key in [key for key in self._items if key.startswith(prefix)]:
             del self._items[key]
-
-
-class _Lease(Protocol):
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def fencing(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryLease:
-    key: str
-    fencing: int
 
 
 class MemorySessionStore:
@@ -88,26 +74,26 @@ class MemorySessionStore:
     async def put_token(self, session_key: str, target: str, token: AccessToken, ttl: timedelta) -> None:
         self._tokens.put(f"{session_key}|{target}", token, ttl)
 
-    async def try_lease(self, session_key: str, ttl: timedelta) -> MemoryLease | None:
+    async def try_lease(self, session_key: str, ttl: timedelta) -> FencedLease | None:
         if self._leases.get(session_key) is not None:
             return None
         fencing = next(self._fencing)
         self._leases.put(session_key, fencing, ttl)
-        return MemoryLease(session_key, fencing)
+        return FencedLease(session_key, fencing)
 
-    async def renew(self, lease: _Lease, ttl: timedelta) -> bool:
+    async def renew(self, lease: Lease, ttl: timedelta) -> bool:
         if self._leases.get(lease.key) != lease.fencing:
             return False
         self._leases.put(lease.key, lease.fencing, ttl)
         return True
 
-    async def release(self, lease: _Lease) -> None:
+    async def release(self, lease: Lease) -> None:
         if self._leases.get(lease.key) == lease.fencing:
             self._leases.pop(lease.key)
 
     async def save_refreshed(
         self,
-        lease: _Lease,
+        lease: Lease,
         *,
         session: Session,
         session_ttl: timedelta,

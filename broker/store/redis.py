@@ -17,9 +17,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,6 +26,8 @@ from redis.exceptions import RedisError
 from broker.errors import StoreUnavailableError
 from broker.model import AccessToken
 from broker.store.codec import SealedCodec
+from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
+from broker.store.leases import milliseconds as _ms
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,55 +36,20 @@ PREFIX = "broker:v1:"
 CHANNEL = PREFIX + "renewed"
 NONCE_TTL = timedelta(minutes=10)
 
-# KEYS: lease, fence. ARGV: lease ms. Returns the new fencing number, or 0 while someone holds the lease.
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fencing = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], fencing, 'PX', ARGV[1])
-return fencing
-"""
-# KEYS: lease. ARGV: fencing, lease ms.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 # KEYS: lease, token. ARGV: fencing, sealed value, ttl ms, channel, message. Compare-and-set on the fencing.
-_PUT_IF_HOLDER = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+_PUT_IF_HOLDER = (
+    WRITE_IF_HOLDER_GUARD
+    + """
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[1])
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
-# KEYS: lease. ARGV: fencing.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class Lease(Protocol):
-    """Any lease with a cache key and a fencing number (the engine's port has the same shape)."""
-
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def fencing(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RedisLease:
-    key: str
-    fencing: int
+)
 
 
 def _tag(cache_key: str, kind: str) -> str:
     return f"{PREFIX}{{{cache_key}}}:{kind}"
-
-
-def _ms(delta: timedelta) -> int:
-    return max(1, int(delta.total_seconds() * 1000))
 
 
 class RedisTokenStore:
@@ -95,10 +61,8 @@ class RedisTokenStore:
         self._redis = client
         self._listener_client = listener
         self._codec = codec
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
+        self._leases = RedisLeases(client, _tag, self._call)
         self._put_if_holder = client.register_script(_PUT_IF_HOLDER)
-        self._release = client.register_script(_RELEASE)
         self._callbacks: list[Callable[[str], None]] = []
         self._own_writes: deque[str] = deque(maxlen=256)
         self._listener: asyncio.Task[None] | None = None
@@ -130,19 +94,16 @@ class RedisTokenStore:
 
     # --- coordination -----------------------------------------------------------------------------------
 
-    async def try_lease(self, key: str, ttl: timedelta) -> RedisLease | None:
-        keys = [_tag(key, "lease"), _tag(key, "fence")]
-        fencing = int(await self._call("lease", self._acquire(keys=keys, args=[_ms(ttl)])))
-        return RedisLease(key, fencing) if fencing else None
+    async def try_lease(self, key: str, ttl: timedelta) -> FencedLease | None:
+        return await self._leases.acquire(key, ttl)
 
     async def renew(self, lease: Lease, ttl: timedelta) -> bool:
-        keys = [_tag(lease.key, "lease")]
-        return bool(await self._call("renew", self._renew(keys=keys, args=[lease.fencing, _ms(ttl)])))
+        return await self._leases.renew(lease, ttl)
 
     async def put_if_holder(self, lease: Lease, token: AccessToken, ttl: timedelta) -> bool:
         message = f"{lease.fencing} {lease.key}"
         self._own_writes.append(message)
-        keys = [_tag(lease.key, "lease"), _tag(lease.key, "tok")]
+        keys = [self._leases.lease_key(lease.key), _tag(lease.key, "tok")]
         args: list[bytes | str | int] = [
             lease.fencing,
             self._codec.seal(lease.key, token),
@@ -153,10 +114,10 @@ class RedisTokenStore:
         return bool(await self._call("write", self._put_if_holder(keys=keys, args=args)))
 
     async def release(self, lease: Lease) -> None:
-        await self._call("release", self._release(keys=[_tag(lease.key, "lease")], args=[lease.fencing]))
+        await self._leases.release(lease)
 
     async def lease_held(self, key: str) -> bool:
-        return bool(await self._call("lease", self._redis.exists(_tag(key, "lease"))))
+        return await self._leases.held(key)
 
     def on_renewal(self, callback: Callable[[str], None]) -> None:
         self._callbacks.append(callback)

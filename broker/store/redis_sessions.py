@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -25,64 +24,34 @@ from redis.exceptions import RedisError
 from broker.errors import StoreUnavailableError
 from broker.model import AccessToken, PendingLogin, Session
 from broker.store.codec import SealedCodec
+from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
+from broker.store.leases import milliseconds as _ms
 from broker.store.redis import PREFIX
 
 T = TypeVar("T")
 
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local fencing = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], fencing, 'PX', ARGV[1])
-return fencing
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 # KEYS: lease, session, token. ARGV: fencing, sealed session, session ms, sealed token, token ms.
 # The rotated refresh token and the access token it bought are stored together, or not at all.
-_SAVE_REFRESHED = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+_SAVE_REFRESHED = (
+    WRITE_IF_HOLDER_GUARD
+    + """
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[5])
 redis.call('DEL', KEYS[1])
 return 1
 """
-
-
-class _Lease(Protocol):
-    @property
-    def key(self) -> str: ...
-
-    @property
-    def fencing(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RedisSessionLease:
-    key: str
-    fencing: int
+)
 
 
 def _session(key: str, kind: str) -> str:
     return f"{PREFIX}{{sess:{key}}}:{kind}"
 
 
-def _ms(delta: timedelta) -> int:
-    return max(1, int(delta.total_seconds() * 1000))
-
-
 class RedisSessionStore:
     def __init__(self, client: aioredis.Redis, codec: SealedCodec) -> None:
         self._redis = client
         self._codec = codec
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self._leases = RedisLeases(client, _session, lambda _, call: self._call(call))
         self._save = client.register_script(_SAVE_REFRESHED)
 
     @classmethod
@@ -130,21 +99,18 @@ class RedisSessionStore:
         record = _session(session_key, f"tok:{target}")
         await self._call(self._redis.set(record, self._codec.seal(record, token), px=_ms(ttl)))
 
-    async def try_lease(self, session_key: str, ttl: timedelta) -> RedisSessionLease | None:
-        keys = [_session(session_key, "lease"), _session(session_key, "fence")]
-        fencing = int(await self._call(self._acquire(keys=keys, args=[_ms(ttl)])))
-        return RedisSessionLease(session_key, fencing) if fencing else None
+    async def try_lease(self, session_key: str, ttl: timedelta) -> FencedLease | None:
+        return await self._leases.acquire(session_key, ttl)
 
-    async def renew(self, lease: _Lease, ttl: timedelta) -> bool:
-        keys = [_session(lease.key, "lease")]
-        return bool(await self._call(self._renew(keys=keys, args=[lease.fencing, _ms(ttl)])))
+    async def renew(self, lease: Lease, ttl: timedelta) -> bool:
+        return await self._leases.renew(lease, ttl)
 
-    async def release(self, lease: _Lease) -> None:
-        await self._call(self._release(keys=[_session(lease.key, "lease")], args=[lease.fencing]))
+    async def release(self, lease: Lease) -> None:
+        await self._leases.release(lease)
 
     async def save_refreshed(
         self,
-        lease: _Lease,
+        lease: Lease,
         *,
         session: Session,
         session_ttl: timedelta,
