@@ -15,9 +15,10 @@ from pathlib import Path
 
 import httpx
 
-from broker.api.server import create_server, mark_serving
+from broker.api.server import ServerTls, create_server, mark_serving
 from broker.api.servicer import UserServices
 from broker.config import BrokerConfig, load_config
+from broker.errors import ConfigurationError
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.endpoints import UserEndpoints
 from broker.idp.sts import StsClient
@@ -128,6 +129,7 @@ async def serve(
 ) -> None:
     """Serves until `stop` is set or SIGINT/SIGTERM arrives, then drains in-flight calls."""
     telemetry = configure_telemetry(config.telemetry, service_instance=process_instance_id(), worker=worker)
+    check_exposure(config, listen or config.server.listen)
     broker = build_broker(config)
     server, port, health = create_server(
         broker.engine,
@@ -136,6 +138,8 @@ async def serve(
         scheduler=broker.scheduler,
         users=broker.users,
         trace_rpcs=config.telemetry.traces_rpcs,
+        callers=config.callers,
+        tls=_tls(config),
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()
@@ -157,6 +161,23 @@ async def serve(
         await broker.session_store.close()
         await broker.sts.close()
         telemetry.shutdown()
+
+
+def _tls(config: BrokerConfig) -> ServerTls | None:
+    server = config.server
+    if server.tls_certificate is None or server.tls_private_key is None:
+        return None
+    return ServerTls(server.tls_certificate, server.tls_private_key, server.tls_client_ca)
+
+
+def check_exposure(config: BrokerConfig, listen: str) -> None:
+    """Default deny: a broker without caller credentials serves only on a loopback address."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if not config.callers and host not in {"127.0.0.1", "localhost", "::1"}:
+        raise ConfigurationError(
+            "callers",
+            f"none configured: without caller credentials the broker listens on loopback only, not {host}",
+        )
 
 
 def _stop_on_signals() -> asyncio.Event:

@@ -7,6 +7,7 @@ references (`{ file = "..." }` or `{ env = "..." }`), never values in the file.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import tomllib
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from broker.errors import ConfigurationError, InvalidRequestError
-from broker.model import Client, SigningKey, Target, Tenancy, Tenant, TokenType
+from broker.model import Caller, Client, SigningKey, Target, Tenancy, Tenant, TokenType
 from broker.protocol import helseid, keys
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -29,6 +30,10 @@ _E = TypeVar("_E", Tenancy, TokenType)
 class ServerSettings:
     listen: str = DEFAULT_LISTEN
     workers: int = 1
+    # PEM; with a certificate the server speaks TLS only; with a client CA it demands client certificates.
+    tls_certificate: bytes | None = field(default=None, repr=False)
+    tls_private_key: bytes | None = field(default=None, repr=False)
+    tls_client_ca: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,8 @@ class BrokerConfig:
     store: StoreSettings = StoreSettings()
     cache: CacheSettings = CacheSettings()
     sts: StsSettings = StsSettings()
+    # No callers: the broker serves anyone who reaches it, which it allows only on a loopback address.
+    callers: Mapping[str, Caller] = field(default_factory=dict)
     telemetry: TelemetrySettings = TelemetrySettings()
 
 
@@ -112,7 +119,18 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> BrokerC
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str]) -> BrokerConfig:
-    sections = {"authority", "server", "store", "cache", "sts", "telemetry", "clients", "targets", "tenants"}
+    sections = {
+        "authority",
+        "server",
+        "store",
+        "cache",
+        "sts",
+        "telemetry",
+        "clients",
+        "targets",
+        "tenants",
+        "callers",
+    }
     _only_keys(raw, "", sections)
     reader = _SecretReader(base_dir, environ)
     default_issuer = _parse_authority(_table(raw, "authority", required=False))
@@ -130,11 +148,13 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
         name: _parse_tenant(f"tenants.{name}", _as_table(value, f"tenants.{name}"), name, clients, targets)
         for name, value in _table(raw, "tenants").items()
     }
+    callers = _parse_callers(_table(raw, "callers", required=False), reader, targets, tenants)
     return BrokerConfig(
         clients=clients,
         targets=targets,
         tenants=tenants,
-        server=_parse_server(_table(raw, "server", required=False)),
+        server=_parse_server(_table(raw, "server", required=False), reader, has_callers=bool(callers)),
+        callers=callers,
         store=_parse_store(_table(raw, "store", required=False), reader),
         cache=_parse_cache(_table(raw, "cache", required=False)),
         sts=_parse_sts(_table(raw, "sts", required=False)),
@@ -239,15 +259,77 @@ def _parse_tenant(
     )
 
 
-def _parse_server(table: Mapping[str, Any]) -> ServerSettings:
-    _only_keys(table, "server", {"listen", "workers"})
+def _parse_callers(
+    raw: Mapping[str, Any],
+    reader: _SecretReader,
+    targets: Mapping[str, Target],
+    tenants: Mapping[str, Tenant],
+) -> dict[str, Caller]:
+    callers = {}
+    for name, value in raw.items():
+        path = f"callers.{name}"
+        table = _as_table(value, path)
+        _only_keys(table, path, {"credential", "tenants", "targets", "sessions"})
+        secret = reader.secret(table.get("credential"), f"{path}.credential", required=True).strip()
+        if len(secret) < 32:
+            raise ConfigurationError(f"{path}.credential", "must be at least 32 characters of random secret")
+        sessions = table.get("sessions", False)
+        if not isinstance(sessions, bool):
+            raise ConfigurationError(f"{path}.sessions", "must be true or false")
+        callers[name] = Caller(
+            name=name,
+            credential_sha256=hashlib.sha256(secret.encode()).digest(),
+            tenants=_names(table, "tenants", path, tenants),
+            targets=_names(table, "targets", path, targets),
+            sessions=sessions,
+        )
+    return callers
+
+
+def _names(
+    table: Mapping[str, Any], name: str, path: str, known: Mapping[str, object]
+) -> frozenset[str] | None:
+    values = _strings(table, name, path, required=True)
+    if values == ("*",):
+        return None
+    for index, value in enumerate(values):
+        if value not in known:
+            raise ConfigurationError(f"{path}.{name}[{index}]", f"no {name[:-1]} named {value!r}")
+    return frozenset(values)
+
+
+def _parse_tls(table: Mapping[str, Any], reader: _SecretReader) -> dict[str, bytes | None]:
+    _only_keys(table, "server.tls", {"certificate", "private_key", "client_ca"})
+    pem = {
+        name: reader.secret(table.get(name), f"server.tls.{name}", required=name != "client_ca").encode()
+        or None
+        for name in ("certificate", "private_key", "client_ca")
+    }
+    for name, value in pem.items():
+        if value is not None and b"-----BEGIN " not in value:
+            raise ConfigurationError(f"server.tls.{name}", "must be PEM")
+    return {
+        "tls_certificate": pem["certificate"],
+        "tls_private_key": pem["private_key"],
+        "tls_client_ca": pem["client_ca"],
+    }
+
+
+def _parse_server(table: Mapping[str, Any], reader: _SecretReader, *, has_callers: bool) -> ServerSettings:
+    _only_keys(table, "server", {"listen", "workers", "tls"})
     listen = table.get("listen", DEFAULT_LISTEN)
     if not isinstance(listen, str) or ":" not in listen:
         raise ConfigurationError("server.listen", "must be 'host:port'")
     workers = table.get("workers", 1)
     if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 64:
         raise ConfigurationError("server.workers", "must be a whole number from 1 to 64")
-    return ServerSettings(listen=listen, workers=workers)
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if not has_callers and host not in {"127.0.0.1", "localhost", "::1"}:
+        raise ConfigurationError(
+            "callers", "none configured: without caller credentials the broker listens on loopback only"
+        )
+    tls = _parse_tls(_as_table(table["tls"], "server.tls"), reader) if "tls" in table else {}
+    return ServerSettings(listen=listen, workers=workers, **tls)
 
 
 def _parse_store(table: Mapping[str, Any], reader: _SecretReader) -> StoreSettings:

@@ -3,6 +3,7 @@
     BrokerError                      reason, retryable, metadata
     ├── InvalidRequestError          a caller's input is malformed (field named)
     ├── NotFoundError                an unknown tenant or target
+    ├── UnauthenticatedError         the caller presented no credential, or an unknown one
     ├── PermissionDeniedError        a target the tenant may not use, a URL the target does not allow
     ├── ConfigurationError           the configuration is invalid (field named); stops the start
     ├── ProtocolError                a value from the outside broke a protocol rule (bad token response)
@@ -49,6 +50,12 @@ class NotFoundError(BrokerError):
     """An unknown tenant or target."""
 
     reason = "NOT_FOUND"
+
+
+class UnauthenticatedError(BrokerError):
+    """The caller presented no credential, or one the broker does not know."""
+
+    reason = "CALLER_UNAUTHENTICATED"
 
 
 class PermissionDeniedError(BrokerError):

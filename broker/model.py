@@ -148,3 +148,14 @@ class Session:
     expires_at: datetime
     user: UserIdentity
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A service allowed to call the broker, known by the secret it presents (`authorization: Bearer ...`)."""
+
+    name: str
+    credential_sha256: bytes = field(repr=False)
+    tenants: frozenset[str] | None  # None: every tenant
+    targets: frozenset[str] | None  # None: every target
+    sessions: bool = False  # may start logins and use sessions

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
 import grpc
 from grpc_health.v1 import _async as health_aio  # grpc_health exposes it as health.aio at run time
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from broker.api.policy import CallerPolicy
 from broker.api.servicer import TokenBrokerServicer, UserServices
+from broker.model import Caller
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True, slots=True)
+class ServerTls:
+    """PEM material; with a client CA, callers must present a certificate it signed (mTLS)."""
+
+    certificate: bytes = field(repr=False)
+    private_key: bytes = field(repr=False)
+    client_ca: bytes | None = field(default=None, repr=False)
+
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenBrokerService"].full_name
 
@@ -25,6 +40,8 @@ def create_server(
     scheduler: RefreshScheduler | None = None,
     users: UserServices | None = None,
     trace_rpcs: bool = False,
+    callers: Mapping[str, Caller] | None = None,
+    tls: ServerTls | None = None,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer."""
     options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
@@ -32,14 +49,24 @@ def create_server(
     # continues a caller's trace (W3C traceparent in the metadata).
     interceptors = [aio_server_interceptor()] if trace_rpcs else []  # type: ignore[no-untyped-call]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    pb_grpc.add_TokenBrokerServiceServicer_to_server(TokenBrokerServicer(engine, scheduler, users), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_TokenBrokerServiceServicer_to_server(
+        TokenBrokerServicer(engine, scheduler, users, CallerPolicy(callers or {})), server
+    )  # type: ignore[no-untyped-call]
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(listen)
+    if tls is None:
+        port = server.add_insecure_port(listen)
+    else:
+        credentials = grpc.ssl_server_credentials(
+            [(tls.private_key, tls.certificate)],
+            root_certificates=tls.client_ca,
+            require_client_auth=tls.client_ca is not None,
+        )
+        port = server.add_secure_port(listen, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     return server, port, health_servicer

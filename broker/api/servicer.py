@@ -16,6 +16,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from broker import __version__
 from broker.api import status
+from broker.api.policy import CallerPolicy
 from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError
 from broker.model import AccessToken, Session, TokenType
 from broker.sessions.exchange import TokenExchanger
@@ -49,8 +50,10 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         engine: TokenEngine,
         scheduler: RefreshScheduler | None = None,
         users: UserServices | None = None,
+        policy: CallerPolicy | None = None,
     ) -> None:
         self._engine = engine
+        self._policy = policy or CallerPolicy({})
         self._scheduler = scheduler
         self._users = users
         self._authorizer = RequestAuthorizer(engine)
@@ -62,6 +65,8 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
     ) -> pb.GetTokenResponse:
         # The hot path: no closure, and the response message is built once per token, not once per call.
         try:
+            if not self._policy.open:
+                self._policy.check(context, tenant=request.tenant, targets=(request.target,))
             _require(request.tenant, "tenant")
             _require(request.target, "target")
             token = await self._engine.get_token(
@@ -87,6 +92,8 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self, request: pb.AuthorizeRequestRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.AuthorizeRequestResponse:
         async def call() -> pb.AuthorizeRequestResponse:
+            if not self._policy.open:
+                self._policy.check(context, tenant=request.tenant, targets=(request.target,))
             _require(request.tenant, "tenant")
             _require(request.target, "target")
             _require(request.http_method, "http_method")
@@ -112,6 +119,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self, request: pb.WatchTokenRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[pb.WatchTokenResponse]:
         try:
+            self._policy.check(context, tenant=request.tenant, targets=(request.target,))
             _require(request.tenant, "tenant")
             _require(request.target, "target")
             route = self._engine.routes.resolve(request.tenant, request.target)
@@ -136,6 +144,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self, request: pb.ExchangeTokenRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.ExchangeTokenResponse:
         async def call() -> pb.ExchangeTokenResponse:
+            self._policy.check(context, tenant=request.tenant, targets=(request.target,))
             _require(request.tenant, "tenant")
             _require(request.target, "target")
             _require(request.subject_token, "subject_token")
@@ -153,6 +162,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self, request: pb.StartLoginRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.StartLoginResponse:
         async def call() -> pb.StartLoginResponse:
+            self._policy.check(context, tenant=request.tenant, targets=request.targets, sessions=True)
             _require(request.tenant, "tenant")
             start = await self._user_services().login.start(
                 request.tenant,
@@ -172,6 +182,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self, request: pb.CompleteLoginRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.CompleteLoginResponse:
         async def call() -> pb.CompleteLoginResponse:
+            self._policy.check(context, sessions=True)
             _require(request.state, "state")
             _require(request.code, "code")
             _require(request.issuer, "issuer")
@@ -186,6 +197,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self, request: pb.GetSessionTokenRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.GetSessionTokenResponse:
         async def call() -> pb.GetSessionTokenResponse:
+            self._policy.check(context, targets=(request.target,), sessions=True)
             _require(request.session_id, "session_id")
             _require(request.target, "target")
             token = await self._user_services().tokens.token(
@@ -199,6 +211,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
         self, request: pb.EndSessionRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> pb.EndSessionResponse:
         async def call() -> pb.EndSessionResponse:
+            self._policy.check(context, sessions=True)
             _require(request.session_id, "session_id")
             return pb.EndSessionResponse(revoked=await self._user_services().tokens.end(request.session_id))
 

@@ -23,6 +23,7 @@ from broker.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    UnauthenticatedError,
 )
 
 DOMAIN = "broker.helseid"
@@ -32,6 +33,7 @@ _CODES: tuple[tuple[type[BrokerError], grpc.StatusCode], ...] = (
     (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
     (NotFoundError, grpc.StatusCode.NOT_FOUND),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
+    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
     # The caller asked for something valid; the broker's registration or configuration is what is wrong.
     (IdpRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
     (ConfigurationError, grpc.StatusCode.FAILED_PRECONDITION),

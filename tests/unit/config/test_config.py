@@ -141,3 +141,36 @@ def test_toml_syntax_error_is_reported_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as caught:
         load_config(write(tmp_path, VALID + "\n[tenants.broken\n"), ENV)
     assert "line" in caught.value.message
+
+
+def test_callers_are_read_and_a_short_credential_or_unknown_tenant_is_named(tmp_path: Path) -> None:
+    text = (
+        VALID
+        + """
+[callers.sfm-service]
+credential = { env = "CALLER_SECRET" }
+tenants = ["oslo"]
+targets = ["*"]
+sessions = true
+"""
+    )
+    config = load_config(write(tmp_path, text), {**ENV, "CALLER_SECRET": "s" * 40})
+    caller = config.callers["sfm-service"]
+    assert caller.tenants == frozenset({"oslo"})
+    assert caller.targets is None
+    assert caller.sessions
+    with pytest.raises(ConfigurationError) as short:
+        load_config(write(tmp_path, text), {**ENV, "CALLER_SECRET": "short"})
+    assert short.value.field == "callers.sfm-service.credential"
+    with pytest.raises(ConfigurationError) as unknown:
+        load_config(
+            write(tmp_path, text.replace('tenants = ["oslo"]', 'tenants = ["tromso"]')),
+            {**ENV, "CALLER_SECRET": "s" * 40},
+        )
+    assert unknown.value.field == "callers.sfm-service.tenants[0]"
+
+
+def test_listening_beyond_loopback_without_callers_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, VALID + '\n[server]\nlisten = "0.0.0.0:50051"\n'), ENV)
+    assert caught.value.field == "callers"
