@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from broker import audit
 from broker.errors import InvalidRequestError, StoreUnavailableError
 from broker.model import AccessToken
 from broker.sessions.ports import TokenEndpoint
@@ -72,6 +73,13 @@ class TokenExchanger:
         route = self._routes.resolve(tenant, target)
         token = await self._token_endpoint.exchange(
             route.client, subject_token=subject_token, target=route.target, details=route.details
+        )
+        audit.record(
+            "token.exchanged",
+            tenant=tenant,
+            target=target,
+            subject_sha256=audit.token_id(subject_token),
+            token_sha256=audit.token_id(token.value),
         )
         usable_until = self._policy.usable_until(token)
         self._memory[key] = (token, usable_until)

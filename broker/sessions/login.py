@@ -16,6 +16,7 @@ from typing import Any
 
 from joserfc.jwk import KeySet
 
+from broker import audit
 from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError, ProtocolError
 from broker.model import Client, PendingLogin, Session, TokenType, UserIdentity
 from broker.protocol import oidc, rfc7636
@@ -143,6 +144,13 @@ class LoginService:
         await self._store.create(session, session.expires_at - now)
         token = tokens.access_token
         await self._store.put_token(session.session_key, first.target.name, token, token.expires_at - now)
+        audit.record(
+            "session.created",
+            tenant=session.tenant,
+            target=first.target.name,
+            session=session.session_key[:16],
+            token_sha256=audit.token_id(token.value),
+        )
         return NewSession(session_id, session)
 
     async def _identity(self, client: Client, id_token: str, nonce: str) -> UserIdentity:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from broker import audit
 from broker.errors import (
     IdpRejectedError,
     InvalidRequestError,
@@ -77,6 +78,7 @@ class SessionTokens:
         client = self._routes.resolve(session.tenant, session.targets[0]).client
         revoked = await self._endpoints.revoke_refresh_token(client, session.refresh_token)
         await self._store.delete(key)
+        audit.record("session.ended", tenant=session.tenant, session=key[:16], revoked=str(revoked).lower())
         for memory_key in [k for k in self._memory if k[0] == key]:
             del self._memory[memory_key]
         return revoked
@@ -161,6 +163,13 @@ class SessionTokens:
                 )
                 raise StoreUnavailableError("the session's lease was lost during the refresh")
             self._memory[(key, target)] = (token, usable_until)
+            audit.record(
+                "session.refreshed",
+                tenant=session.tenant,
+                target=target,
+                session=key[:16],
+                token_sha256=audit.token_id(token.value),
+            )
             return token
         finally:
             renewer.cancel()

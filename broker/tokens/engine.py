@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from broker import audit
 from broker.errors import BrokerError, InvalidRequestError, StoreUnavailableError
 from broker.model import AccessToken
 from broker.telemetry import SOURCE_MEMORY, SOURCE_STORE, SOURCE_STS, Metrics, tracer
@@ -292,6 +293,12 @@ class TokenEngine:
 
     async def _fetch(self, route: Route) -> Entry:
         token = await self._source.fetch_client_credentials(route.client, route.target, route.details)
+        audit.record(
+            "token.minted",
+            tenant=route.tenant.name,
+            target=route.target.name,
+            token_sha256=audit.token_id(token.value),
+        )
         entry = self._entry(route, token, SOURCE_STS)
         self._install(route, entry)
         return entry

@@ -7,6 +7,7 @@ broker with SIGTERM. The tests then read what came out: the scrape, what reached
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -187,3 +188,12 @@ def test_logs_hold_no_token_proof_assertion_or_key_when_a_whole_run_logs_at_debu
     assert "eyJ" not in run.output
     # The code itself logged nothing secret-shaped: the masking filter never had to act.
     assert "[redacted" not in run.output
+
+
+def test_audit_trail_records_each_minted_token_by_its_hash_not_its_value(run: Run) -> None:
+    minted = [line for line in _log_lines(run) if line.get("audit_event") == "token.minted"]
+    assert {line["audit_tenant"] for line in minted} == {"oslo", "bergen"}
+    for tenant in ("oslo", "bergen"):
+        token = run.secrets[f"access token of {tenant}"]
+        expected = hashlib.sha256(token.encode()).hexdigest()[:16]
+        assert any(line["audit_token_sha256"] == expected for line in minted)
