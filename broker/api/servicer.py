@@ -22,7 +22,7 @@ from broker.model import AccessToken, Session, TokenType
 from broker.sessions.exchange import TokenExchanger
 from broker.sessions.login import LoginService
 from broker.sessions.tokens import SessionTokens
-from broker.tokens.authorize import RequestAuthorizer
+from broker.tokens.authorize import RequestAuthorizer, check_request, headers_for
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
 from broker.v1 import token_broker_service_pb2 as pb
@@ -204,6 +204,35 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
                 request.session_id, request.target, _min_remaining(request.min_remaining_lifetime)
             )
             return pb.GetSessionTokenResponse(access_token=_access_token(token))
+
+        return await _answer(call, context, self._metrics.failed)
+
+    async def AuthorizeSessionRequest(  # noqa: N802
+        self, request: pb.AuthorizeSessionRequestRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> pb.AuthorizeSessionRequestResponse:
+        async def call() -> pb.AuthorizeSessionRequestResponse:
+            self._policy.check(context, targets=(request.target,), sessions=True)
+            _require(request.session_id, "session_id")
+            _require(request.target, "target")
+            _require(request.http_method, "http_method")
+            _require(request.url, "url")
+            token, route = await self._user_services().tokens.token_and_route(
+                request.session_id, request.target
+            )
+            result = headers_for(
+                route,
+                token,
+                http_method=request.http_method,
+                htu=check_request(route, request.http_method, request.url),
+                nonce=request.dpop_nonce or None,
+                now=self._engine.clock(),
+            )
+            return pb.AuthorizeSessionRequestResponse(
+                authorization=result.authorization,
+                dpop=result.dpop or "",
+                token_type=_TOKEN_TYPES[token.token_type],
+                expire_time=_expire_time(token),
+            )
 
         return await _answer(call, context, self._metrics.failed)
 

@@ -29,7 +29,7 @@ from broker.model import AccessToken, Session
 from broker.sessions.login import session_key
 from broker.sessions.ports import LoginEndpoints, SessionLease, SessionStore, TokenEndpoint
 from broker.tokens.policy import FreshnessPolicy
-from broker.tokens.routes import RouteTable
+from broker.tokens.routes import Route, RouteTable
 
 _log = logging.getLogger(__name__)
 _NO_TIME = timedelta(0)
@@ -55,19 +55,27 @@ class SessionTokens:
         self._clock = clock
         self._policy = policy or FreshnessPolicy()
         self._lease_ttl = lease_ttl
-        self._memory: dict[tuple[str, str], tuple[AccessToken, datetime]] = {}
+        # (session key, target) -> (token, usable until, tenant)
+        self._memory: dict[tuple[str, str], tuple[AccessToken, datetime, str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def token(self, session_id: str, target: str, min_remaining: timedelta = _NO_TIME) -> AccessToken:
+        return (await self.token_and_route(session_id, target, min_remaining))[0]
+
+    async def token_and_route(
+        self, session_id: str, target: str, min_remaining: timedelta = _NO_TIME
+    ) -> tuple[AccessToken, Route]:
+        """The token, and the route (tenant, target, client) it belongs to, for signing proofs with it."""
         if not session_id:
             raise InvalidRequestError("session_id", "is required")
         key = session_key(session_id)
         cached = self._memory.get((key, target))
-        if cached is not None and self._clock() + min_remaining < cached[1]:
-            return cached[0]
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            return await self._token_serialised(key, target, min_remaining)
+        if cached is None or self._clock() + min_remaining >= cached[1]:
+            async with self._locks.setdefault(key, asyncio.Lock()):
+                await self._token_serialised(key, target, min_remaining)
+            cached = self._memory[(key, target)]
+        token, _, tenant = cached
+        return token, self._routes.resolve(tenant, target)
 
     async def end(self, session_id: str) -> bool:
         """Revokes the session's refresh token at the STS (where it offers revocation) and deletes it."""
@@ -104,7 +112,8 @@ class SessionTokens:
         usable_until = self._policy.usable_until(token)
         if self._clock() + min_remaining >= usable_until:
             return None
-        self._memory[(key, target)] = (token, usable_until)
+        session = await self._live_session(key)
+        self._memory[(key, target)] = (token, usable_until, session.tenant)
         return token
 
     async def _refresh_under_lease(
@@ -162,7 +171,7 @@ class SessionTokens:
                     "lease on a session was lost during its refresh; the rotated refresh token is not stored"
                 )
                 raise StoreUnavailableError("the session's lease was lost during the refresh")
-            self._memory[(key, target)] = (token, usable_until)
+            self._memory[(key, target)] = (token, usable_until, session.tenant)
             audit.record(
                 "session.refreshed",
                 tenant=session.tenant,

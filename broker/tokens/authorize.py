@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from broker.errors import InvalidRequestError, PermissionDeniedError
 from broker.model import AccessToken, TokenType
 from broker.protocol import rfc9449
 from broker.tokens.engine import TokenEngine
+from broker.tokens.routes import Route
 
 # RFC 9110 §9.1: a method is a token; proofs carry it upper-case.
 _METHOD = re.compile(r"^[A-Za-z]{1,16}$")
@@ -45,26 +46,43 @@ class RequestAuthorizer:
         min_remaining: timedelta = timedelta(0),
     ) -> RequestAuthorization:
         route = self._engine.routes.resolve(tenant, target)
-        if not _METHOD.match(http_method):
-            raise InvalidRequestError("http_method", "must be an HTTP method such as GET or POST")
-        htu = rfc9449.normalize_htu(url)
-        if not is_allowed_url(htu, route.target.allowed_urls):
-            raise PermissionDeniedError(
-                f"target {target!r} does not allow requests to this URL", reason="URL_NOT_ALLOWED", url=htu
-            )
+        htu = check_request(route, http_method, url)
         token = await self._engine.token_for(route, min_remaining, rpc="AuthorizeRequest")
-        if token.token_type is TokenType.BEARER:
-            return RequestAuthorization(f"Bearer {token.value}", None, token)
-        proof = rfc9449.build_dpop_proof(
-            route.client.dpop_key,
-            htm=http_method.upper(),
-            htu=htu,
-            now=self._engine.clock(),
-            jti=secrets.token_urlsafe(16),
-            nonce=dpop_nonce or None,
-            access_token=token.value,
+        return headers_for(
+            route, token, http_method=http_method, htu=htu, nonce=dpop_nonce, now=self._engine.clock()
         )
-        return RequestAuthorization(f"DPoP {token.value}", proof, token)
+
+
+def check_request(route: Route, http_method: str, url: str) -> str:
+    """The proof's `htu` for a request the route's target allows; the errors name what is wrong."""
+    if not _METHOD.match(http_method):
+        raise InvalidRequestError("http_method", "must be an HTTP method such as GET or POST")
+    htu = rfc9449.normalize_htu(url)
+    if not is_allowed_url(htu, route.target.allowed_urls):
+        raise PermissionDeniedError(
+            f"target {route.target.name!r} does not allow requests to this URL",
+            reason="URL_NOT_ALLOWED",
+            url=htu,
+        )
+    return htu
+
+
+def headers_for(
+    route: Route, token: AccessToken, *, http_method: str, htu: str, nonce: str | None, now: datetime
+) -> RequestAuthorization:
+    """`Authorization` (and for DPoP tokens a `DPoP` proof with `ath`, signed by the client's DPoP key)."""
+    if token.token_type is TokenType.BEARER:
+        return RequestAuthorization(f"Bearer {token.value}", None, token)
+    proof = rfc9449.build_dpop_proof(
+        route.client.dpop_key,
+        htm=http_method.upper(),
+        htu=htu,
+        now=now,
+        jti=secrets.token_urlsafe(16),
+        nonce=nonce or None,
+        access_token=token.value,
+    )
+    return RequestAuthorization(f"DPoP {token.value}", proof, token)
 
 
 def is_allowed_url(htu: str, allowed_prefixes: tuple[str, ...]) -> bool:

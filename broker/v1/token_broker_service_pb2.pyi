@@ -203,6 +203,32 @@ class GetSessionTokenResponse(_message.Message):
     access_token: AccessToken
     def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
 
+class AuthorizeSessionRequestRequest(_message.Message):
+    __slots__ = ("session_id", "target", "http_method", "url", "dpop_nonce")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    HTTP_METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    DPOP_NONCE_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    target: str
+    http_method: str
+    url: str
+    dpop_nonce: str
+    def __init__(self, session_id: _Optional[str] = ..., target: _Optional[str] = ..., http_method: _Optional[str] = ..., url: _Optional[str] = ..., dpop_nonce: _Optional[str] = ...) -> None: ...
+
+class AuthorizeSessionRequestResponse(_message.Message):
+    __slots__ = ("authorization", "dpop", "token_type", "expire_time")
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    DPOP_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    authorization: str
+    dpop: str
+    token_type: TokenType
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, authorization: _Optional[str] = ..., dpop: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class EndSessionRequest(_message.Message):
     __slots__ = ("session_id",)
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

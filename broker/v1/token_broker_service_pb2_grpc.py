@@ -76,6 +76,11 @@ class TokenBrokerServiceStub:
                 request_serializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenRequest.SerializeToString,
                 response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenResponse.FromString,
                 _registered_method=True)
+        self.AuthorizeSessionRequest = channel.unary_unary(
+                '/broker.v1.TokenBrokerService/AuthorizeSessionRequest',
+                request_serializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeSessionRequestRequest.SerializeToString,
+                response_deserializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeSessionRequestResponse.FromString,
+                _registered_method=True)
         self.EndSession = channel.unary_unary(
                 '/broker.v1.TokenBrokerService/EndSession',
                 request_serializer=broker_dot_v1_dot_token__broker__service__pb2.EndSessionRequest.SerializeToString,
@@ -155,6 +160,14 @@ class TokenBrokerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthorizeSessionRequest(self, request, context):
+        """Returns the ready `Authorization` and `DPoP` header values for one HTTP request with a session's token
+        for a target (the user's token: SFM, PPS and Kjernejournal want DPoP proofs for it too).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EndSession(self, request, context):
         """Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it.
         """
@@ -207,6 +220,11 @@ def add_TokenBrokerServiceServicer_to_server(servicer, server):
                     servicer.GetSessionToken,
                     request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenRequest.FromString,
                     response_serializer=broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenResponse.SerializeToString,
+            ),
+            'AuthorizeSessionRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeSessionRequest,
+                    request_deserializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeSessionRequestRequest.FromString,
+                    response_serializer=broker_dot_v1_dot_token__broker__service__pb2.AuthorizeSessionRequestResponse.SerializeToString,
             ),
             'EndSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EndSession,
@@ -415,6 +433,33 @@ class TokenBrokerService:
             '/broker.v1.TokenBrokerService/GetSessionToken',
             broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenRequest.SerializeToString,
             broker_dot_v1_dot_token__broker__service__pb2.GetSessionTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeSessionRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/broker.v1.TokenBrokerService/AuthorizeSessionRequest',
+            broker_dot_v1_dot_token__broker__service__pb2.AuthorizeSessionRequestRequest.SerializeToString,
+            broker_dot_v1_dot_token__broker__service__pb2.AuthorizeSessionRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,

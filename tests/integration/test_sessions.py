@@ -4,6 +4,8 @@ for two targets, a token exchange, the session's end, and the errors a front end
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,8 +17,8 @@ import httpx
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from joserfc import jwt
-from joserfc.jwk import KeySet
+from joserfc import jws, jwt
+from joserfc.jwk import ECKey, KeySet
 
 from broker.config import BrokerConfig, StoreSettings
 from broker.v1 import token_broker_service_pb2 as pb
@@ -85,6 +87,15 @@ async def test_login_gives_single_audience_tokens_for_two_targets_and_an_exchang
         session = await login(stub)
         sfm = await session_token(stub, session.session_id, "sfm")
         pps = await session_token(stub, session.session_id, "pps")
+        headers = await stub.AuthorizeSessionRequest(
+            pb.AuthorizeSessionRequestRequest(
+                session_id=session.session_id,
+                target="pps",
+                http_method="GET",
+                url="https://pps.test.nhn.no/v2/results",
+            ),
+            timeout=30,
+        )
         exchanged = (
             await stub.ExchangeToken(
                 pb.ExchangeTokenRequest(tenant="oslo", target="sfm", subject_token=pps.token), timeout=30
@@ -104,6 +115,14 @@ async def test_login_gives_single_audience_tokens_for_two_targets_and_an_exchang
         assert token_claims["helseid://claims/identity/pid"] == session.user.pid
         assert token_claims[ORG + "parent"] == "912345678"
         assert token_claims["cnf"]["jkt"] == client.signing_key.thumbprint
+    assert headers.authorization == f"DPoP {pps.token}"
+    proof_header = jws.extract_compact(headers.dpop.encode()).protected
+    proof = jwt.decode(headers.dpop, ECKey.import_key(proof_header["jwk"]), algorithms=["ES256"]).claims
+    assert proof["htu"] == "https://pps.test.nhn.no/v2/results"
+    assert (
+        proof["ath"]
+        == base64.urlsafe_b64encode(hashlib.sha256(pps.token.encode()).digest()).rstrip(b"=").decode()
+    )
     exchanged_claims = claims(running.issuer, exchanged.token)
     assert audiences(exchanged_claims) == ["e-helse:sfm.api"]
     assert exchanged_claims["act"]["client_id"] == client.client_id

@@ -1219,6 +1219,161 @@ func (x *GetSessionTokenResponse) GetAccessToken() *AccessToken {
 	return nil
 }
 
+// Request for AuthorizeSessionRequest.
+type AuthorizeSessionRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The session's id from CompleteLogin.
+	SessionId string `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The target API; one of the session's targets.
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// The HTTP method of the request to sign, such as `GET` or `POST`.
+	HttpMethod string `protobuf:"bytes,3,opt,name=http_method,json=httpMethod,proto3" json:"http_method,omitempty"`
+	// The absolute URL of the request; it must be inside the target's allowed URLs.
+	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
+	// A `DPoP-Nonce` the resource server sent in its last answer, to put into the proof.
+	DpopNonce     string `protobuf:"bytes,5,opt,name=dpop_nonce,json=dpopNonce,proto3" json:"dpop_nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeSessionRequestRequest) Reset() {
+	*x = AuthorizeSessionRequestRequest{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeSessionRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeSessionRequestRequest) ProtoMessage() {}
+
+func (x *AuthorizeSessionRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeSessionRequestRequest.ProtoReflect.Descriptor instead.
+func (*AuthorizeSessionRequestRequest) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AuthorizeSessionRequestRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AuthorizeSessionRequestRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuthorizeSessionRequestRequest) GetHttpMethod() string {
+	if x != nil {
+		return x.HttpMethod
+	}
+	return ""
+}
+
+func (x *AuthorizeSessionRequestRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *AuthorizeSessionRequestRequest) GetDpopNonce() string {
+	if x != nil {
+		return x.DpopNonce
+	}
+	return ""
+}
+
+// Response for AuthorizeSessionRequest.
+type AuthorizeSessionRequestResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The value of the `Authorization` header, such as `DPoP eyJ...`.
+	Authorization string `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	// The value of the `DPoP` header; empty for bearer targets.
+	Dpop string `protobuf:"bytes,2,opt,name=dpop,proto3" json:"dpop,omitempty"`
+	// Bearer or DPoP.
+	TokenType TokenType `protobuf:"varint,3,opt,name=token_type,json=tokenType,proto3,enum=broker.v1.TokenType" json:"token_type,omitempty"`
+	// When the access token inside `authorization` expires.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizeSessionRequestResponse) Reset() {
+	*x = AuthorizeSessionRequestResponse{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizeSessionRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizeSessionRequestResponse) ProtoMessage() {}
+
+func (x *AuthorizeSessionRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizeSessionRequestResponse.ProtoReflect.Descriptor instead.
+func (*AuthorizeSessionRequestResponse) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AuthorizeSessionRequestResponse) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+func (x *AuthorizeSessionRequestResponse) GetDpop() string {
+	if x != nil {
+		return x.Dpop
+	}
+	return ""
+}
+
+func (x *AuthorizeSessionRequestResponse) GetTokenType() TokenType {
+	if x != nil {
+		return x.TokenType
+	}
+	return TokenType_TOKEN_TYPE_UNSPECIFIED
+}
+
+func (x *AuthorizeSessionRequestResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 // Request for EndSession.
 type EndSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1230,7 +1385,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1397,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1410,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{17}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EndSessionRequest) GetSessionId() string {
@@ -1276,7 +1431,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1443,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1456,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{18}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EndSessionResponse) GetRevoked() bool {
@@ -1320,7 +1475,7 @@ type GetBrokerInfoRequest struct {
 
 func (x *GetBrokerInfoRequest) Reset() {
 	*x = GetBrokerInfoRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1487,7 @@ func (x *GetBrokerInfoRequest) String() string {
 func (*GetBrokerInfoRequest) ProtoMessage() {}
 
 func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1500,7 @@ func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{19}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{21}
 }
 
 // Response for GetBrokerInfo.
@@ -1359,7 +1514,7 @@ type GetBrokerInfoResponse struct {
 
 func (x *GetBrokerInfoResponse) Reset() {
 	*x = GetBrokerInfoResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1371,7 +1526,7 @@ func (x *GetBrokerInfoResponse) String() string {
 func (*GetBrokerInfoResponse) ProtoMessage() {}
 
 func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1384,7 +1539,7 @@ func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{20}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetBrokerInfoResponse) GetVersion() string {
@@ -1486,7 +1641,23 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12U\n" +
 	"\x16min_remaining_lifetime\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"T\n" +
 	"\x17GetSessionTokenResponse\x129\n" +
-	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"8\n" +
+	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\xc7\x01\n" +
+	"\x1eAuthorizeSessionRequestRequest\x12#\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\x12\x1c\n" +
+	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12%\n" +
+	"\vhttp_method\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\n" +
+	"httpMethod\x12\x16\n" +
+	"\x03url\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12#\n" +
+	"\n" +
+	"dpop_nonce\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\tdpopNonce\"\xcd\x01\n" +
+	"\x1fAuthorizeSessionRequestResponse\x12$\n" +
+	"\rauthorization\x18\x01 \x01(\tR\rauthorization\x12\x12\n" +
+	"\x04dpop\x18\x02 \x01(\tR\x04dpop\x123\n" +
+	"\n" +
+	"token_type\x18\x03 \x01(\x0e2\x14.broker.v1.TokenTypeR\ttokenType\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"8\n" +
 	"\x11EndSessionRequest\x12#\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\".\n" +
@@ -1498,7 +1669,7 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\tTokenType\x12\x1a\n" +
 	"\x16TOKEN_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TOKEN_TYPE_BEARER\x10\x01\x12\x13\n" +
-	"\x0fTOKEN_TYPE_DPOP\x10\x022\xef\x05\n" +
+	"\x0fTOKEN_TYPE_DPOP\x10\x022\xe1\x06\n" +
 	"\x12TokenBrokerService\x12C\n" +
 	"\bGetToken\x12\x1a.broker.v1.GetTokenRequest\x1a\x1b.broker.v1.GetTokenResponse\x12[\n" +
 	"\x10AuthorizeRequest\x12\".broker.v1.AuthorizeRequestRequest\x1a#.broker.v1.AuthorizeRequestResponse\x12K\n" +
@@ -1508,7 +1679,8 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\n" +
 	"StartLogin\x12\x1c.broker.v1.StartLoginRequest\x1a\x1d.broker.v1.StartLoginResponse\x12R\n" +
 	"\rCompleteLogin\x12\x1f.broker.v1.CompleteLoginRequest\x1a .broker.v1.CompleteLoginResponse\x12X\n" +
-	"\x0fGetSessionToken\x12!.broker.v1.GetSessionTokenRequest\x1a\".broker.v1.GetSessionTokenResponse\x12I\n" +
+	"\x0fGetSessionToken\x12!.broker.v1.GetSessionTokenRequest\x1a\".broker.v1.GetSessionTokenResponse\x12p\n" +
+	"\x17AuthorizeSessionRequest\x12).broker.v1.AuthorizeSessionRequestRequest\x1a*.broker.v1.AuthorizeSessionRequestResponse\x12I\n" +
 	"\n" +
 	"EndSession\x12\x1c.broker.v1.EndSessionRequest\x1a\x1d.broker.v1.EndSessionResponse\x12R\n" +
 	"\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseBr\n" +
@@ -1527,73 +1699,79 @@ func file_broker_v1_token_broker_service_proto_rawDescGZIP() []byte {
 }
 
 var file_broker_v1_token_broker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_broker_v1_token_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_broker_v1_token_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_broker_v1_token_broker_service_proto_goTypes = []any{
-	(TokenType)(0),                   // 0: broker.v1.TokenType
-	(*AccessToken)(nil),              // 1: broker.v1.AccessToken
-	(*GetTokenRequest)(nil),          // 2: broker.v1.GetTokenRequest
-	(*GetTokenResponse)(nil),         // 3: broker.v1.GetTokenResponse
-	(*AuthorizeRequestRequest)(nil),  // 4: broker.v1.AuthorizeRequestRequest
-	(*AuthorizeRequestResponse)(nil), // 5: broker.v1.AuthorizeRequestResponse
-	(*WatchTokenRequest)(nil),        // 6: broker.v1.WatchTokenRequest
-	(*WatchTokenResponse)(nil),       // 7: broker.v1.WatchTokenResponse
-	(*ExchangeTokenRequest)(nil),     // 8: broker.v1.ExchangeTokenRequest
-	(*ExchangeTokenResponse)(nil),    // 9: broker.v1.ExchangeTokenResponse
-	(*StartLoginRequest)(nil),        // 10: broker.v1.StartLoginRequest
-	(*StartLoginResponse)(nil),       // 11: broker.v1.StartLoginResponse
-	(*CompleteLoginRequest)(nil),     // 12: broker.v1.CompleteLoginRequest
-	(*CompleteLoginResponse)(nil),    // 13: broker.v1.CompleteLoginResponse
-	(*UserSession)(nil),              // 14: broker.v1.UserSession
-	(*User)(nil),                     // 15: broker.v1.User
-	(*GetSessionTokenRequest)(nil),   // 16: broker.v1.GetSessionTokenRequest
-	(*GetSessionTokenResponse)(nil),  // 17: broker.v1.GetSessionTokenResponse
-	(*EndSessionRequest)(nil),        // 18: broker.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),       // 19: broker.v1.EndSessionResponse
-	(*GetBrokerInfoRequest)(nil),     // 20: broker.v1.GetBrokerInfoRequest
-	(*GetBrokerInfoResponse)(nil),    // 21: broker.v1.GetBrokerInfoResponse
-	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 23: google.protobuf.Duration
+	(TokenType)(0),                          // 0: broker.v1.TokenType
+	(*AccessToken)(nil),                     // 1: broker.v1.AccessToken
+	(*GetTokenRequest)(nil),                 // 2: broker.v1.GetTokenRequest
+	(*GetTokenResponse)(nil),                // 3: broker.v1.GetTokenResponse
+	(*AuthorizeRequestRequest)(nil),         // 4: broker.v1.AuthorizeRequestRequest
+	(*AuthorizeRequestResponse)(nil),        // 5: broker.v1.AuthorizeRequestResponse
+	(*WatchTokenRequest)(nil),               // 6: broker.v1.WatchTokenRequest
+	(*WatchTokenResponse)(nil),              // 7: broker.v1.WatchTokenResponse
+	(*ExchangeTokenRequest)(nil),            // 8: broker.v1.ExchangeTokenRequest
+	(*ExchangeTokenResponse)(nil),           // 9: broker.v1.ExchangeTokenResponse
+	(*StartLoginRequest)(nil),               // 10: broker.v1.StartLoginRequest
+	(*StartLoginResponse)(nil),              // 11: broker.v1.StartLoginResponse
+	(*CompleteLoginRequest)(nil),            // 12: broker.v1.CompleteLoginRequest
+	(*CompleteLoginResponse)(nil),           // 13: broker.v1.CompleteLoginResponse
+	(*UserSession)(nil),                     // 14: broker.v1.UserSession
+	(*User)(nil),                            // 15: broker.v1.User
+	(*GetSessionTokenRequest)(nil),          // 16: broker.v1.GetSessionTokenRequest
+	(*GetSessionTokenResponse)(nil),         // 17: broker.v1.GetSessionTokenResponse
+	(*AuthorizeSessionRequestRequest)(nil),  // 18: broker.v1.AuthorizeSessionRequestRequest
+	(*AuthorizeSessionRequestResponse)(nil), // 19: broker.v1.AuthorizeSessionRequestResponse
+	(*EndSessionRequest)(nil),               // 20: broker.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),              // 21: broker.v1.EndSessionResponse
+	(*GetBrokerInfoRequest)(nil),            // 22: broker.v1.GetBrokerInfoRequest
+	(*GetBrokerInfoResponse)(nil),           // 23: broker.v1.GetBrokerInfoResponse
+	(*timestamppb.Timestamp)(nil),           // 24: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 25: google.protobuf.Duration
 }
 var file_broker_v1_token_broker_service_proto_depIdxs = []int32{
 	0,  // 0: broker.v1.AccessToken.token_type:type_name -> broker.v1.TokenType
-	22, // 1: broker.v1.AccessToken.expire_time:type_name -> google.protobuf.Timestamp
-	23, // 2: broker.v1.GetTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	24, // 1: broker.v1.AccessToken.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 2: broker.v1.GetTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	1,  // 3: broker.v1.GetTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	23, // 4: broker.v1.AuthorizeRequestRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	25, // 4: broker.v1.AuthorizeRequestRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	0,  // 5: broker.v1.AuthorizeRequestResponse.token_type:type_name -> broker.v1.TokenType
-	22, // 6: broker.v1.AuthorizeRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
+	24, // 6: broker.v1.AuthorizeRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
 	1,  // 7: broker.v1.WatchTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	23, // 8: broker.v1.ExchangeTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	25, // 8: broker.v1.ExchangeTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	1,  // 9: broker.v1.ExchangeTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	22, // 10: broker.v1.StartLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
+	24, // 10: broker.v1.StartLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
 	14, // 11: broker.v1.CompleteLoginResponse.session:type_name -> broker.v1.UserSession
 	15, // 12: broker.v1.UserSession.user:type_name -> broker.v1.User
-	22, // 13: broker.v1.UserSession.expire_time:type_name -> google.protobuf.Timestamp
-	23, // 14: broker.v1.GetSessionTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	24, // 13: broker.v1.UserSession.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 14: broker.v1.GetSessionTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	1,  // 15: broker.v1.GetSessionTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	2,  // 16: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	4,  // 17: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
-	6,  // 18: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
-	8,  // 19: broker.v1.TokenBrokerService.ExchangeToken:input_type -> broker.v1.ExchangeTokenRequest
-	10, // 20: broker.v1.TokenBrokerService.StartLogin:input_type -> broker.v1.StartLoginRequest
-	12, // 21: broker.v1.TokenBrokerService.CompleteLogin:input_type -> broker.v1.CompleteLoginRequest
-	16, // 22: broker.v1.TokenBrokerService.GetSessionToken:input_type -> broker.v1.GetSessionTokenRequest
-	18, // 23: broker.v1.TokenBrokerService.EndSession:input_type -> broker.v1.EndSessionRequest
-	20, // 24: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
-	3,  // 25: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	5,  // 26: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
-	7,  // 27: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
-	9,  // 28: broker.v1.TokenBrokerService.ExchangeToken:output_type -> broker.v1.ExchangeTokenResponse
-	11, // 29: broker.v1.TokenBrokerService.StartLogin:output_type -> broker.v1.StartLoginResponse
-	13, // 30: broker.v1.TokenBrokerService.CompleteLogin:output_type -> broker.v1.CompleteLoginResponse
-	17, // 31: broker.v1.TokenBrokerService.GetSessionToken:output_type -> broker.v1.GetSessionTokenResponse
-	19, // 32: broker.v1.TokenBrokerService.EndSession:output_type -> broker.v1.EndSessionResponse
-	21, // 33: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
-	25, // [25:34] is the sub-list for method output_type
-	16, // [16:25] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	0,  // 16: broker.v1.AuthorizeSessionRequestResponse.token_type:type_name -> broker.v1.TokenType
+	24, // 17: broker.v1.AuthorizeSessionRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
+	2,  // 18: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	4,  // 19: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
+	6,  // 20: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
+	8,  // 21: broker.v1.TokenBrokerService.ExchangeToken:input_type -> broker.v1.ExchangeTokenRequest
+	10, // 22: broker.v1.TokenBrokerService.StartLogin:input_type -> broker.v1.StartLoginRequest
+	12, // 23: broker.v1.TokenBrokerService.CompleteLogin:input_type -> broker.v1.CompleteLoginRequest
+	16, // 24: broker.v1.TokenBrokerService.GetSessionToken:input_type -> broker.v1.GetSessionTokenRequest
+	18, // 25: broker.v1.TokenBrokerService.AuthorizeSessionRequest:input_type -> broker.v1.AuthorizeSessionRequestRequest
+	20, // 26: broker.v1.TokenBrokerService.EndSession:input_type -> broker.v1.EndSessionRequest
+	22, // 27: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
+	3,  // 28: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	5,  // 29: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
+	7,  // 30: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	9,  // 31: broker.v1.TokenBrokerService.ExchangeToken:output_type -> broker.v1.ExchangeTokenResponse
+	11, // 32: broker.v1.TokenBrokerService.StartLogin:output_type -> broker.v1.StartLoginResponse
+	13, // 33: broker.v1.TokenBrokerService.CompleteLogin:output_type -> broker.v1.CompleteLoginResponse
+	17, // 34: broker.v1.TokenBrokerService.GetSessionToken:output_type -> broker.v1.GetSessionTokenResponse
+	19, // 35: broker.v1.TokenBrokerService.AuthorizeSessionRequest:output_type -> broker.v1.AuthorizeSessionRequestResponse
+	21, // 36: broker.v1.TokenBrokerService.EndSession:output_type -> broker.v1.EndSessionResponse
+	23, // 37: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
+	28, // [28:38] is the sub-list for method output_type
+	18, // [18:28] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_token_broker_service_proto_init() }
@@ -1607,7 +1785,7 @@ func file_broker_v1_token_broker_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_token_broker_service_proto_rawDesc), len(file_broker_v1_token_broker_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

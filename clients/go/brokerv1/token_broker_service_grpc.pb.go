@@ -19,15 +19,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenBrokerService_GetToken_FullMethodName         = "/broker.v1.TokenBrokerService/GetToken"
-	TokenBrokerService_AuthorizeRequest_FullMethodName = "/broker.v1.TokenBrokerService/AuthorizeRequest"
-	TokenBrokerService_WatchToken_FullMethodName       = "/broker.v1.TokenBrokerService/WatchToken"
-	TokenBrokerService_ExchangeToken_FullMethodName    = "/broker.v1.TokenBrokerService/ExchangeToken"
-	TokenBrokerService_StartLogin_FullMethodName       = "/broker.v1.TokenBrokerService/StartLogin"
-	TokenBrokerService_CompleteLogin_FullMethodName    = "/broker.v1.TokenBrokerService/CompleteLogin"
-	TokenBrokerService_GetSessionToken_FullMethodName  = "/broker.v1.TokenBrokerService/GetSessionToken"
-	TokenBrokerService_EndSession_FullMethodName       = "/broker.v1.TokenBrokerService/EndSession"
-	TokenBrokerService_GetBrokerInfo_FullMethodName    = "/broker.v1.TokenBrokerService/GetBrokerInfo"
+	TokenBrokerService_GetToken_FullMethodName                = "/broker.v1.TokenBrokerService/GetToken"
+	TokenBrokerService_AuthorizeRequest_FullMethodName        = "/broker.v1.TokenBrokerService/AuthorizeRequest"
+	TokenBrokerService_WatchToken_FullMethodName              = "/broker.v1.TokenBrokerService/WatchToken"
+	TokenBrokerService_ExchangeToken_FullMethodName           = "/broker.v1.TokenBrokerService/ExchangeToken"
+	TokenBrokerService_StartLogin_FullMethodName              = "/broker.v1.TokenBrokerService/StartLogin"
+	TokenBrokerService_CompleteLogin_FullMethodName           = "/broker.v1.TokenBrokerService/CompleteLogin"
+	TokenBrokerService_GetSessionToken_FullMethodName         = "/broker.v1.TokenBrokerService/GetSessionToken"
+	TokenBrokerService_AuthorizeSessionRequest_FullMethodName = "/broker.v1.TokenBrokerService/AuthorizeSessionRequest"
+	TokenBrokerService_EndSession_FullMethodName              = "/broker.v1.TokenBrokerService/EndSession"
+	TokenBrokerService_GetBrokerInfo_FullMethodName           = "/broker.v1.TokenBrokerService/GetBrokerInfo"
 )
 
 // TokenBrokerServiceClient is the client API for TokenBrokerService service.
@@ -64,6 +65,9 @@ type TokenBrokerServiceClient interface {
 	// Returns a valid single-audience access token of a session for one target, refreshing the session's
 	// token (serialised across replicas, the rotated refresh token stored first) when needed.
 	GetSessionToken(ctx context.Context, in *GetSessionTokenRequest, opts ...grpc.CallOption) (*GetSessionTokenResponse, error)
+	// Returns the ready `Authorization` and `DPoP` header values for one HTTP request with a session's token
+	// for a target (the user's token: SFM, PPS and Kjernejournal want DPoP proofs for it too).
+	AuthorizeSessionRequest(ctx context.Context, in *AuthorizeSessionRequestRequest, opts ...grpc.CallOption) (*AuthorizeSessionRequestResponse, error)
 	// Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it.
 	EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error)
 	// Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
@@ -158,6 +162,16 @@ func (c *tokenBrokerServiceClient) GetSessionToken(ctx context.Context, in *GetS
 	return out, nil
 }
 
+func (c *tokenBrokerServiceClient) AuthorizeSessionRequest(ctx context.Context, in *AuthorizeSessionRequestRequest, opts ...grpc.CallOption) (*AuthorizeSessionRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthorizeSessionRequestResponse)
+	err := c.cc.Invoke(ctx, TokenBrokerService_AuthorizeSessionRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *tokenBrokerServiceClient) EndSession(ctx context.Context, in *EndSessionRequest, opts ...grpc.CallOption) (*EndSessionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(EndSessionResponse)
@@ -212,6 +226,9 @@ type TokenBrokerServiceServer interface {
 	// Returns a valid single-audience access token of a session for one target, refreshing the session's
 	// token (serialised across replicas, the rotated refresh token stored first) when needed.
 	GetSessionToken(context.Context, *GetSessionTokenRequest) (*GetSessionTokenResponse, error)
+	// Returns the ready `Authorization` and `DPoP` header values for one HTTP request with a session's token
+	// for a target (the user's token: SFM, PPS and Kjernejournal want DPoP proofs for it too).
+	AuthorizeSessionRequest(context.Context, *AuthorizeSessionRequestRequest) (*AuthorizeSessionRequestResponse, error)
 	// Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it.
 	EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error)
 	// Returns constant facts about the broker (its version). Cheap by design: the benchmark uses it as the
@@ -247,6 +264,9 @@ func (UnimplementedTokenBrokerServiceServer) CompleteLogin(context.Context, *Com
 }
 func (UnimplementedTokenBrokerServiceServer) GetSessionToken(context.Context, *GetSessionTokenRequest) (*GetSessionTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSessionToken not implemented")
+}
+func (UnimplementedTokenBrokerServiceServer) AuthorizeSessionRequest(context.Context, *AuthorizeSessionRequestRequest) (*AuthorizeSessionRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuthorizeSessionRequest not implemented")
 }
 func (UnimplementedTokenBrokerServiceServer) EndSession(context.Context, *EndSessionRequest) (*EndSessionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method EndSession not implemented")
@@ -394,6 +414,24 @@ func _TokenBrokerService_GetSessionToken_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenBrokerService_AuthorizeSessionRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthorizeSessionRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenBrokerServiceServer).AuthorizeSessionRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenBrokerService_AuthorizeSessionRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenBrokerServiceServer).AuthorizeSessionRequest(ctx, req.(*AuthorizeSessionRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TokenBrokerService_EndSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(EndSessionRequest)
 	if err := dec(in); err != nil {
@@ -460,6 +498,10 @@ var TokenBrokerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSessionToken",
 			Handler:    _TokenBrokerService_GetSessionToken_Handler,
+		},
+		{
+			MethodName: "AuthorizeSessionRequest",
+			Handler:    _TokenBrokerService_AuthorizeSessionRequest_Handler,
 		},
 		{
 			MethodName: "EndSession",

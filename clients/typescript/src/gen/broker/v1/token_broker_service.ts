@@ -256,6 +256,32 @@ export interface GetSessionTokenResponse {
   accessToken: AccessToken | undefined;
 }
 
+/** Request for AuthorizeSessionRequest. */
+export interface AuthorizeSessionRequestRequest {
+  /** The session's id from CompleteLogin. */
+  sessionId: string;
+  /** The target API; one of the session's targets. */
+  target: string;
+  /** The HTTP method of the request to sign, such as `GET` or `POST`. */
+  httpMethod: string;
+  /** The absolute URL of the request; it must be inside the target's allowed URLs. */
+  url: string;
+  /** A `DPoP-Nonce` the resource server sent in its last answer, to put into the proof. */
+  dpopNonce: string;
+}
+
+/** Response for AuthorizeSessionRequest. */
+export interface AuthorizeSessionRequestResponse {
+  /** The value of the `Authorization` header, such as `DPoP eyJ...`. */
+  authorization: string;
+  /** The value of the `DPoP` header; empty for bearer targets. */
+  dpop: string;
+  /** Bearer or DPoP. */
+  tokenType: TokenType;
+  /** When the access token inside `authorization` expires. */
+  expireTime: Date | undefined;
+}
+
 /** Request for EndSession. */
 export interface EndSessionRequest {
   /** The session's id from CompleteLogin. */
@@ -2234,6 +2260,280 @@ export const GetSessionTokenResponse: MessageFns<GetSessionTokenResponse> = {
   },
 };
 
+function createBaseAuthorizeSessionRequestRequest(): AuthorizeSessionRequestRequest {
+  return { sessionId: "", target: "", httpMethod: "", url: "", dpopNonce: "" };
+}
+
+export const AuthorizeSessionRequestRequest: MessageFns<AuthorizeSessionRequestRequest> = {
+  encode(message: AuthorizeSessionRequestRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sessionId !== "") {
+      writer.uint32(10).string(message.sessionId);
+    }
+    if (message.target !== "") {
+      writer.uint32(18).string(message.target);
+    }
+    if (message.httpMethod !== "") {
+      writer.uint32(26).string(message.httpMethod);
+    }
+    if (message.url !== "") {
+      writer.uint32(34).string(message.url);
+    }
+    if (message.dpopNonce !== "") {
+      writer.uint32(42).string(message.dpopNonce);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeSessionRequestRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeSessionRequestRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.httpMethod = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.url = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.dpopNonce = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthorizeSessionRequestRequest {
+    return {
+      sessionId: isSet(object.sessionId)
+        ? globalThis.String(object.sessionId)
+        : isSet(object.session_id)
+        ? globalThis.String(object.session_id)
+        : "",
+      target: isSet(object.target) ? globalThis.String(object.target) : "",
+      httpMethod: isSet(object.httpMethod)
+        ? globalThis.String(object.httpMethod)
+        : isSet(object.http_method)
+        ? globalThis.String(object.http_method)
+        : "",
+      url: isSet(object.url) ? globalThis.String(object.url) : "",
+      dpopNonce: isSet(object.dpopNonce)
+        ? globalThis.String(object.dpopNonce)
+        : isSet(object.dpop_nonce)
+        ? globalThis.String(object.dpop_nonce)
+        : "",
+    };
+  },
+
+  toJSON(message: AuthorizeSessionRequestRequest): unknown {
+    const obj: any = {};
+    if (message.sessionId !== "") {
+      obj.sessionId = message.sessionId;
+    }
+    if (message.target !== "") {
+      obj.target = message.target;
+    }
+    if (message.httpMethod !== "") {
+      obj.httpMethod = message.httpMethod;
+    }
+    if (message.url !== "") {
+      obj.url = message.url;
+    }
+    if (message.dpopNonce !== "") {
+      obj.dpopNonce = message.dpopNonce;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeSessionRequestRequest>, I>>(base?: I): AuthorizeSessionRequestRequest {
+    return AuthorizeSessionRequestRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeSessionRequestRequest>, I>>(
+    object: I,
+  ): AuthorizeSessionRequestRequest {
+    const message = createBaseAuthorizeSessionRequestRequest();
+    message.sessionId = object.sessionId ?? "";
+    message.target = object.target ?? "";
+    message.httpMethod = object.httpMethod ?? "";
+    message.url = object.url ?? "";
+    message.dpopNonce = object.dpopNonce ?? "";
+    return message;
+  },
+};
+
+function createBaseAuthorizeSessionRequestResponse(): AuthorizeSessionRequestResponse {
+  return { authorization: "", dpop: "", tokenType: 0, expireTime: undefined };
+}
+
+export const AuthorizeSessionRequestResponse: MessageFns<AuthorizeSessionRequestResponse> = {
+  encode(message: AuthorizeSessionRequestResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.authorization !== "") {
+      writer.uint32(10).string(message.authorization);
+    }
+    if (message.dpop !== "") {
+      writer.uint32(18).string(message.dpop);
+    }
+    if (message.tokenType !== 0) {
+      writer.uint32(24).int32(message.tokenType);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AuthorizeSessionRequestResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAuthorizeSessionRequestResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.authorization = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.dpop = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.tokenType = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AuthorizeSessionRequestResponse {
+    return {
+      authorization: isSet(object.authorization) ? globalThis.String(object.authorization) : "",
+      dpop: isSet(object.dpop) ? globalThis.String(object.dpop) : "",
+      tokenType: isSet(object.tokenType)
+        ? tokenTypeFromJSON(object.tokenType)
+        : isSet(object.token_type)
+        ? tokenTypeFromJSON(object.token_type)
+        : 0,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: AuthorizeSessionRequestResponse): unknown {
+    const obj: any = {};
+    if (message.authorization !== "") {
+      obj.authorization = message.authorization;
+    }
+    if (message.dpop !== "") {
+      obj.dpop = message.dpop;
+    }
+    if (message.tokenType !== 0) {
+      obj.tokenType = tokenTypeToJSON(message.tokenType);
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AuthorizeSessionRequestResponse>, I>>(base?: I): AuthorizeSessionRequestResponse {
+    return AuthorizeSessionRequestResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AuthorizeSessionRequestResponse>, I>>(
+    object: I,
+  ): AuthorizeSessionRequestResponse {
+    const message = createBaseAuthorizeSessionRequestResponse();
+    message.authorization = object.authorization ?? "";
+    message.dpop = object.dpop ?? "";
+    message.tokenType = object.tokenType ?? 0;
+    message.expireTime = object.expireTime ?? undefined;
+    return message;
+  },
+};
+
 function createBaseEndSessionRequest(): EndSessionRequest {
   return { sessionId: "" };
 }
@@ -2602,6 +2902,22 @@ export const TokenBrokerServiceService = {
       Buffer.from(GetSessionTokenResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetSessionTokenResponse => GetSessionTokenResponse.decode(value),
   },
+  /**
+   * Returns the ready `Authorization` and `DPoP` header values for one HTTP request with a session's token
+   * for a target (the user's token: SFM, PPS and Kjernejournal want DPoP proofs for it too).
+   */
+  authorizeSessionRequest: {
+    path: "/broker.v1.TokenBrokerService/AuthorizeSessionRequest" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AuthorizeSessionRequestRequest): Buffer =>
+      Buffer.from(AuthorizeSessionRequestRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AuthorizeSessionRequestRequest => AuthorizeSessionRequestRequest.decode(value),
+    responseSerialize: (value: AuthorizeSessionRequestResponse): Buffer =>
+      Buffer.from(AuthorizeSessionRequestResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AuthorizeSessionRequestResponse =>
+      AuthorizeSessionRequestResponse.decode(value),
+  },
   /** Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it. */
   endSession: {
     path: "/broker.v1.TokenBrokerService/EndSession" as const,
@@ -2665,6 +2981,11 @@ export interface TokenBrokerServiceServer extends UntypedServiceImplementation {
    * token (serialised across replicas, the rotated refresh token stored first) when needed.
    */
   getSessionToken: handleUnaryCall<GetSessionTokenRequest, GetSessionTokenResponse>;
+  /**
+   * Returns the ready `Authorization` and `DPoP` header values for one HTTP request with a session's token
+   * for a target (the user's token: SFM, PPS and Kjernejournal want DPoP proofs for it too).
+   */
+  authorizeSessionRequest: handleUnaryCall<AuthorizeSessionRequestRequest, AuthorizeSessionRequestResponse>;
   /** Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it. */
   endSession: handleUnaryCall<EndSessionRequest, EndSessionResponse>;
   /**
@@ -2799,6 +3120,25 @@ export interface TokenBrokerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetSessionTokenResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns the ready `Authorization` and `DPoP` header values for one HTTP request with a session's token
+   * for a target (the user's token: SFM, PPS and Kjernejournal want DPoP proofs for it too).
+   */
+  authorizeSessionRequest(
+    request: AuthorizeSessionRequestRequest,
+    callback: (error: ServiceError | null, response: AuthorizeSessionRequestResponse) => void,
+  ): ClientUnaryCall;
+  authorizeSessionRequest(
+    request: AuthorizeSessionRequestRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AuthorizeSessionRequestResponse) => void,
+  ): ClientUnaryCall;
+  authorizeSessionRequest(
+    request: AuthorizeSessionRequestRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AuthorizeSessionRequestResponse) => void,
   ): ClientUnaryCall;
   /** Ends a session: revokes its refresh token at the STS where it offers revocation, and deletes it. */
   endSession(
