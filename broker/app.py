@@ -30,10 +30,11 @@ from broker.store.memory import MemorySessionStore
 from broker.store.redis import RedisTokenStore
 from broker.store.redis_sessions import RedisSessionStore
 from broker.telemetry import Metrics
+from broker.tokens.budget import RequestBudget
 from broker.tokens.engine import TokenEngine
 from broker.tokens.policy import FreshnessPolicy
 from broker.tokens.routes import RouteTable
-from broker.tokens.scheduler import RefreshScheduler, RequestBudget
+from broker.tokens.scheduler import RefreshScheduler
 
 _log = logging.getLogger(__name__)
 
@@ -94,8 +95,9 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
         lease_ttl=config.cache.lease_ttl,
         clock=clock,
         metrics=metrics,
+        budget=RequestBudget(config.cache.refresh_budget_per_s),
     )
-    scheduler = RefreshScheduler(engine, budget=RequestBudget(config.cache.refresh_budget_per_s))
+    scheduler = RefreshScheduler(engine)
     session_store: RedisSessionStore | MemorySessionStore = MemorySessionStore()
     if config.store.kind == "redis":
         assert config.store.url is not None

@@ -58,7 +58,7 @@ class CacheSettings:
     jitter_fraction: float = 0.1
     # How long a replica may hold a key's fetch lease before it must renew it.
     lease_ttl: timedelta = timedelta(seconds=10)
-    # Requests per second the refresh scheduler may start toward the STS, per replica.
+    # Background requests per second toward the STS (warm-up and refreshes), per replica.
     refresh_budget_per_s: float = 20.0
 
 

@@ -24,6 +24,7 @@ from broker import audit
 from broker.errors import BrokerError, InvalidRequestError, StoreUnavailableError
 from broker.model import AccessToken
 from broker.telemetry import SOURCE_MEMORY, SOURCE_STORE, SOURCE_STS, Metrics, tracer
+from broker.tokens.budget import RequestBudget
 from broker.tokens.policy import Backoff, FreshnessPolicy
 from broker.tokens.ports import Coordinator, Lease, TokenSource, TokenStore
 from broker.tokens.routes import Route, RouteTable
@@ -60,6 +61,7 @@ class TokenEngine:
         lease_ttl: timedelta = timedelta(seconds=10),
         clock: Callable[[], datetime] = _system_clock,
         metrics: Metrics | None = None,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.routes = routes
         self.clock = clock
@@ -70,6 +72,7 @@ class TokenEngine:
         self._policy = policy or FreshnessPolicy()
         self._backoff = backoff or Backoff()
         self._lease_ttl = lease_ttl
+        self._budget = budget
         self._memory: dict[str, Entry] = {}
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -146,7 +149,7 @@ class TokenEngine:
     async def _refresh(self, route: Route) -> None:
         for attempt in range(1_000):
             try:
-                await asyncio.shield(self._shared_fill(route, _NO_TIME, fresh=True))
+                await asyncio.shield(self._shared_fill(route, _NO_TIME, fresh=True, background=True))
             except BrokerError as exc:
                 self.metrics.refresh("failed")
                 entry = self._memory.get(route.cache_key)
@@ -167,11 +170,14 @@ class TokenEngine:
 
     # --- filling: one task per key in this process ------------------------------------------------------
 
-    def _shared_fill(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> asyncio.Task[Entry]:
+    def _shared_fill(
+        self, route: Route, min_remaining: timedelta, *, fresh: bool, background: bool = False
+    ) -> asyncio.Task[Entry]:
         key = route.cache_key
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._fill(route, min_remaining, fresh=fresh))
+            fill = self._fill(route, min_remaining, fresh=fresh, background=background)
+            task = asyncio.get_running_loop().create_task(fill)
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._forget(key, done))
         return task
@@ -186,7 +192,7 @@ class TokenEngine:
         now = self.clock()
         return now + min_remaining < entry.usable_until and (not fresh or now < entry.refresh_at)
 
-    async def _fill(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> Entry:
+    async def _fill(self, route: Route, min_remaining: timedelta, *, fresh: bool, background: bool) -> Entry:
         key = route.cache_key
         with tracer.start_as_current_span("broker.token.fill", attributes={"broker.cache_key": key}):
             entry = self._memory.get(key)
@@ -196,10 +202,12 @@ class TokenEngine:
             if stored is not None:
                 return stored
             if self._coordinator is not None:
-                coordinated = await self._fill_coordinated(route, min_remaining, fresh=fresh)
+                coordinated = await self._fill_coordinated(
+                    route, min_remaining, fresh=fresh, background=background
+                )
                 if coordinated is not None:
                     return coordinated
-            entry = await self._fetch(route)
+            entry = await self._fetch(route, background=background)
             if self._store is not None:
                 await self._store_call("write", self._store.put(key, entry.token, self._ttl(entry)))
             return entry
@@ -216,7 +224,9 @@ class TokenEngine:
         self._install(route, entry)
         return entry
 
-    async def _fill_coordinated(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> Entry | None:
+    async def _fill_coordinated(
+        self, route: Route, min_remaining: timedelta, *, fresh: bool, background: bool
+    ) -> Entry | None:
         """Fetches under the key's lease, or waits for the replica that holds it. None: fetch directly."""
         assert self._coordinator is not None
         for _ in range(3):
@@ -226,7 +236,9 @@ class TokenEngine:
             if self._store_down:
                 return None
             if lease is not None:
-                return await self._fetch_under_lease(route, lease, min_remaining, fresh=fresh)
+                return await self._fetch_under_lease(
+                    route, lease, min_remaining, fresh=fresh, background=background
+                )
             self.metrics.lease_contention()
             entry = await self._await_other_replica(route, min_remaining, fresh=fresh)
             if entry is not None:
@@ -234,7 +246,7 @@ class TokenEngine:
         return None
 
     async def _fetch_under_lease(
-        self, route: Route, lease: Lease, min_remaining: timedelta, *, fresh: bool
+        self, route: Route, lease: Lease, min_remaining: timedelta, *, fresh: bool, background: bool
     ) -> Entry:
         assert self._coordinator is not None
         coordinator = self._coordinator
@@ -246,7 +258,7 @@ class TokenEngine:
                 return entry
             renewer = asyncio.get_running_loop().create_task(self._keep_lease(lease))
             try:
-                entry = await self._fetch(route)
+                entry = await self._fetch(route, background=background)
             finally:
                 renewer.cancel()
             stored = bool(
@@ -291,7 +303,9 @@ class TokenEngine:
                 return None  # the holder is gone without a result: take the lease ourselves
         return None
 
-    async def _fetch(self, route: Route) -> Entry:
+    async def _fetch(self, route: Route, *, background: bool) -> Entry:
+        if background and self._budget is not None:
+            await self._budget.take()
         token = await self._source.fetch_client_credentials(route.client, route.target, route.details)
         audit.record(
             "token.minted",

@@ -1,6 +1,6 @@
-"""Keeps warm routes fetched and fresh without waiting for callers, within a request budget toward the STS.
+"""Keeps warm routes fetched and fresh without waiting for callers.
 
-At start the warm routes are spread over a window (at least as long as the budget needs to fetch them all),
+At start the warm routes are spread over a window (at least as long as the request budget needs for them),
 so thousands of tenants do not hit HelseID in the same second. After each new token a route is due again at
 its `refresh_at`, which carries the policy's jitter.
 """
@@ -12,7 +12,6 @@ import contextlib
 import heapq
 import logging
 import random
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -22,28 +21,6 @@ from broker.tokens.routes import Route
 _log = logging.getLogger(__name__)
 
 
-class RequestBudget:
-    """A token bucket: at most `rate` starts per second on average, bursts up to `burst`."""
-
-    def __init__(self, rate: float, burst: float | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("the budget must be above zero requests per second")
-        self._rate = rate
-        self._burst = burst if burst is not None else max(1.0, rate)
-        self._tokens = self._burst
-        self._stamp = time.monotonic()
-
-    async def take(self) -> None:
-        while True:
-            now = time.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return
-            await asyncio.sleep((1 - self._tokens) / self._rate)
-
-
 class RefreshScheduler:
     """Refreshes kept routes when they are due; `keep`/`release` add routes while a watcher needs them."""
 
@@ -51,13 +28,11 @@ class RefreshScheduler:
         self,
         engine: TokenEngine,
         *,
-        budget: RequestBudget,
         startup_spread: timedelta = timedelta(seconds=10),
         retry_after: timedelta = timedelta(seconds=15),
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._engine = engine
-        self._budget = budget
         self._startup_spread = startup_spread
         self._retry_after = retry_after
         self._clock = clock or engine.clock
@@ -113,7 +88,6 @@ class RefreshScheduler:
             route = self._engine.routes.by_key(key)
             if route is None or key not in self._kept or not self._is_due(route):
                 continue  # superseded by a newer token, or no longer kept
-            await self._budget.take()
             self.started += 1
             self._engine.refresh_soon(route)
             # Looked at again later in case this refresh fails; a new token makes the look a no-op.

@@ -18,7 +18,7 @@ from broker.store.redis import PREFIX, RedisTokenStore
 from broker.tokens.engine import TokenEngine
 from broker.tokens.policy import FreshnessPolicy
 from broker.tokens.routes import RouteTable
-from broker.tokens.scheduler import RefreshScheduler, RequestBudget
+from broker.tokens.scheduler import RefreshScheduler
 from tests.fixtures.broker_server import broker_config, sfm_clients
 from tests.fixtures.redis_server import RunningRedis
 from tests.fixtures.sts import RunningSts, running_sts
@@ -101,7 +101,7 @@ async def test_watch_sends_the_current_token_then_each_renewal(
     with running_sts("devauthority", tmp_path, clients, token_lifetime=3) as sts:
         config = broker_config(sts.issuer, clients)
         async with replica(config, redis_server.url, os.urandom(32)) as engine:
-            scheduler = RefreshScheduler(engine, budget=RequestBudget(10))
+            scheduler = RefreshScheduler(engine)
             running = asyncio.create_task(scheduler.run())
             route = engine.routes.resolve("bergen", "sfm")
             scheduler.keep(route)

@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from broker.model import Client, Target, Tenancy, Tenant
 from broker.protocol import keys
+from broker.tokens.budget import RequestBudget
 from broker.tokens.engine import TokenEngine
 from broker.tokens.policy import FreshnessPolicy
 from broker.tokens.routes import RouteTable
-from broker.tokens.scheduler import RefreshScheduler, RequestBudget
+from broker.tokens.scheduler import RefreshScheduler
 from tests.unit.tokens.test_engine import Clock, CountingSource
 
 
@@ -38,8 +39,10 @@ async def test_warm_routes_are_all_fetched_within_the_budget_and_refreshed_when_
     routes = many_tenants(40)
     clock = Clock()
     source = CountingSource(clock)
-    engine = TokenEngine(routes, source, clock=clock, policy=FreshnessPolicy(jitter_fraction=0))
-    scheduler = RefreshScheduler(engine, budget=RequestBudget(rate=400), startup_spread=timedelta(0))
+    engine = TokenEngine(
+        routes, source, clock=clock, policy=FreshnessPolicy(jitter_fraction=0), budget=RequestBudget(rate=400)
+    )
+    scheduler = RefreshScheduler(engine, startup_spread=timedelta(0))
     scheduler.start_warm(routes.warm(), rate=400)  # spread over 40 / 400 = 0.1 s of the test's clock
     clock.now += timedelta(seconds=1)
     running = asyncio.create_task(scheduler.run())
@@ -57,3 +60,23 @@ async def test_warm_routes_are_all_fetched_within_the_budget_and_refreshed_when_
             break
     running.cancel()
     assert source.calls == 80  # each warm route renewed exactly once
+
+
+async def test_callers_never_wait_for_the_budget_but_background_refreshes_do() -> None:
+    routes = many_tenants(3)
+    clock = Clock()
+    source = CountingSource(clock)
+    budget = RequestBudget(rate=1, burst=1)
+    engine = TokenEngine(
+        routes, source, clock=clock, policy=FreshnessPolicy(jitter_fraction=0), budget=budget
+    )
+    started = time.monotonic()
+    for route in routes.routes():
+        await engine.token_for(route)  # three fetches at once, although the budget allows one a second
+    assert time.monotonic() - started < 0.5
+    assert source.calls == 3
+    clock.now += timedelta(seconds=151)
+    for route in routes.routes():
+        engine.refresh_soon(route)
+    await asyncio.sleep(0.3)
+    assert source.calls == 4  # one background refresh now; the budget holds the others back

@@ -1,0 +1,33 @@
+"""A budget of requests per second toward the STS for background work (warm-up and refreshes).
+
+Only requests that really go to the STS spend it: a refresh that finds another replica's newer token in the
+store costs nothing, so replicas that all schedule the same warm tenants do not starve each other. Callers
+that wait for a token never wait for the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class RequestBudget:
+    """A token bucket: at most `rate` starts per second on average, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("the budget must be above zero requests per second")
+        self._rate = rate
+        self._burst = burst if burst is not None else max(1.0, rate)
+        self._tokens = self._burst
+        self._stamp = time.monotonic()
+
+    async def take(self) -> None:
+        while True:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await asyncio.sleep((1 - self._tokens) / self._rate)
