@@ -10,7 +10,6 @@ import os
 import platform
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,17 +17,23 @@ from typing import Any
 
 import grpc
 
-from bench import hitpath, report
-from bench.cpu import CpuMeter
-from bench.load import ClientPool, GrpcJob, Job, StsJob
+from bench import hitpath, manytenants, report, warmcluster
+from bench.load import ClientPool, Job, StsJob
 from bench.procs import SetupError
-from bench.stack import SFM_REQUEST_URL, STORE_KEY_ENV, TARGET, TENANT, Stack, running_stack
-from bench.stats import Row, combine
+from bench.rows import GrpcRow, disturbance, grpc_jobs, progress, quietest, rounds_of, run_row, window
+from bench.stack import (
+    SFM_REQUEST_URL,
+    STORE_KEY_ENV,
+    TARGET,
+    TENANT,
+    Stack,
+    running_broker,
+    running_services,
+)
+from bench.stats import Row
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 
-_METHOD_PREFIX = "/broker.v1.TokenBrokerService/"
-_START_DELAY_NS = 300_000_000  # time for the jobs to reach the processes before the common start
 _SWEEP = ((1, 16), (1, 32), (1, 64), (2, 16), (2, 32), (2, 64))
 
 
@@ -88,6 +93,35 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile", action="store_true", help="with --hit-path: cProfile AuthorizeRequest hits"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="replica processes of the warm cluster (rows e-f; default 3, 0 leaves them out), or of "
+        "--many-tenants (default 2)",
+    )
+    parser.add_argument(
+        "--many-tenants",
+        action="store_true",
+        help="instead of the rows: many warm tenants on a cluster: warm-up time, STS requests/s of the "
+        "scheduler, memory per replica, GetToken over random tenants (takes minutes)",
+    )
+    parser.add_argument(
+        "--tenants", type=int, default=10_000, help="tenants of --many-tenants (default 10000)"
+    )
+    parser.add_argument(
+        "--lifetime",
+        type=int,
+        default=120,
+        help="token lifetime in s the dev authority gives in --many-tenants (default 120)",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="refresh_budget_per_s of --many-tenants (default: 1.5 x the renewals/s the tenants need, "
+        "lowered if the dev authority cannot serve the warm-up at that rate)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     return parser
 
@@ -97,17 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     duration = 1.0 if args.quick else args.duration
     warmup = min(args.warmup, 0.5) if args.quick else args.warmup
     if args.repeat is None:
-        args.repeat = 1 if args.quick else 3
-    for name in ("workers", "channels", "sts_concurrency", "repeat"):
-        if getattr(args, name) < 1:
-            print(f"--{name.replace('_', '-')} must be at least 1", file=sys.stderr)
-            return 2
-    if duration <= 0 or warmup < 0:
-        print("--duration must be above 0 and --warmup not below 0", file=sys.stderr)
+        args.repeat = 1 if args.quick else 2 if args.many_tenants else 3
+    if args.replicas is None:
+        args.replicas = 2 if args.many_tenants else 3
+    problem = _problem(args, duration, warmup)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     # SIGTERM (a test's timeout, a CI cancel) unwinds like Ctrl-C, so the stack's processes are stopped.
     signal.signal(signal.SIGTERM, _terminate)
     try:
+        if args.many_tenants:
+            return int(manytenants.run(args, _machine(), duration=duration, warmup=warmup))
         return _run(args, duration, warmup)
     except SetupError as exc:
         print(f"bench: setup failed: {exc}", file=sys.stderr)
@@ -117,7 +152,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _problem(args: argparse.Namespace, duration: float, warmup: float) -> str | None:
+    """What is wrong with the arguments, if anything."""
+    for name in ("workers", "channels", "sts_concurrency", "repeat"):
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be at least 1"
+    if duration <= 0 or warmup < 0:
+        return "--duration must be above 0 and --warmup not below 0"
+    if args.replicas < (1 if args.many_tenants else 0):
+        return "--replicas must be at least 1 with --many-tenants, and not below 0"
+    if args.tenants < 1 or args.lifetime < 4:
+        return "--tenants must be at least 1 and --lifetime at least 4 s"
+    if args.budget is not None and not 0 < args.budget <= 10_000:
+        return "--budget must be above 0 and at most 10000 (the configuration's limit)"
+    return None
+
+
 def _terminate(signum: int, frame: object) -> None:
+    # Once: a second SIGTERM (a harness that repeats it) must not interrupt the cleanup this one starts.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 
@@ -126,64 +179,91 @@ def _run(args: argparse.Namespace, duration: float, warmup: float) -> int:
     print(
         f"machine: {machine['nproc']} cores (nproc), {machine['cpu']}, Python {machine['python']}", flush=True
     )
-    _progress(f"starting the dev authority, Redis and the broker ({args.workers} workers)")
-    with running_stack(args.workers) as stack:
-        version = _check_answers(stack.address)
-        sweep: list[dict[str, Any]] = []
-        clients, concurrency = args.clients or 2, args.concurrency or 32
-        if args.sweep:
-            sweep = _sweep(stack, args.channels, warmup, duration)
-            best = max(sweep, key=lambda result: float(result["calls_per_s"]))
-            clients = args.clients or int(best["clients"])
-            concurrency = args.concurrency or int(best["concurrency"])
-        if clients < 1 or concurrency < 1:
-            raise RuntimeError("--clients and --concurrency must be at least 1")
-        settings = Settings(
-            args.workers,
-            clients,
-            concurrency,
-            args.channels,
-            duration,
-            warmup,
-            args.sts_concurrency,
-            args.repeat,
-        )
-        rows, rounds = _measure(stack, settings)
-        hit_path = None
-        if args.hit_path or args.profile:
-            _progress("timing the broker's handlers in-process (no gRPC)")
-            hit_path = hitpath.measure(
-                stack.config_path,
-                {STORE_KEY_ENV: stack.environ[STORE_KEY_ENV]},
-                tenant=TENANT,
-                target=TARGET,
-                url=SFM_REQUEST_URL,
-                profile=args.profile,
+    progress(f"starting the dev authority, Redis and the broker ({args.workers} workers)")
+    with running_services() as services:
+        with running_broker(services, args.workers) as stack:
+            measured = _single_broker(args, stack, duration, warmup)
+        settings, rows, rounds, sweep, hit_path, version = measured
+        document: dict[str, Any] = {
+            "machine": machine,
+            "broker_version": version,
+            "settings": settings.__dict__,
+            "rows": [row.as_json() for row in rows],
+            "ratios": {key: None if v is None else round(v, 3) for key, v in report.ratios(rows).items()},
+            "round_ratios": [report.ratios(run) for run in rounds],
+            "pooled_ratios": report.pooled_ratios(rounds),
+            "rounds": [[row.as_json() for row in run] for run in rounds],
+            "sweep": sweep,
+            "hit_path_us": None
+            if hit_path is None
+            else {k.strip(): round(v, 2) for k, v in hit_path.timings_us.items()},
+            "cluster": None,
+        }
+        _print_report(settings, rows, rounds, sweep)
+        if hit_path is not None:
+            print()
+            print("the broker's own CPU per call, in-process without gRPC (best of 3 loops):")
+            print("\n".join(hit_path.lines()))
+            if hit_path.profile:
+                print(hit_path.profile)
+        sys.stdout.flush()
+        if args.replicas > 0:
+            # The single broker is stopped by now: the cluster has the machine to itself.
+            cluster = warmcluster.measure(
+                services,
+                replicas=args.replicas,
+                clients=settings.clients,
+                concurrency=settings.concurrency,
+                channels=settings.channels,
+                warmup_s=warmup,
+                duration_s=duration,
+                repeat=settings.repeat,
             )
-    document = {
-        "machine": machine,
-        "broker_version": version,
-        "settings": settings.__dict__,
-        "rows": [row.as_json() for row in rows],
-        "ratios": {key: None if v is None else round(v, 3) for key, v in report.ratios(rows).items()},
-        "round_ratios": [report.ratios(run) for run in rounds],
-        "pooled_ratios": report.pooled_ratios(rounds),
-        "rounds": [[row.as_json() for row in run] for run in rounds],
-        "sweep": sweep,
-        "hit_path_us": None
-        if hit_path is None
-        else {k.strip(): round(v, 2) for k, v in hit_path.timings_us.items()},
-    }
-    _print_report(settings, rows, rounds, sweep)
-    if hit_path is not None:
-        print()
-        print("the broker's own CPU per call, in-process without gRPC (best of 3 loops):")
-        print("\n".join(hit_path.lines()))
-        if hit_path.profile:
-            print(hit_path.profile)
+            document["cluster"] = cluster.as_json()
+            print()
+            print("\n".join(warmcluster.report_lines(cluster)), flush=True)
     if args.json is not None:
         report.write_json(args.json, document)
     return 0
+
+
+def _single_broker(
+    args: argparse.Namespace, stack: Stack, duration: float, warmup: float
+) -> tuple[Settings, list[Row], list[list[Row]], list[dict[str, Any]], hitpath.HitPath | None, str]:
+    """Rows (a)-(d) on the single broker, with the sweep and the hit path when asked for."""
+    version = _check_answers(stack.address)
+    sweep: list[dict[str, Any]] = []
+    clients, concurrency = args.clients or 2, args.concurrency or 32
+    if args.sweep:
+        sweep = _sweep(stack, args.channels, warmup, duration)
+        best = max(sweep, key=lambda result: float(result["calls_per_s"]))
+        clients = args.clients or int(best["clients"])
+        concurrency = args.concurrency or int(best["concurrency"])
+    if clients < 1 or concurrency < 1:
+        raise RuntimeError("--clients and --concurrency must be at least 1")
+    settings = Settings(
+        args.workers,
+        clients,
+        concurrency,
+        args.channels,
+        duration,
+        warmup,
+        args.sts_concurrency,
+        args.repeat,
+    )
+    rows, rounds = _measure(stack, settings)
+    hit_path = None
+    if args.hit_path or args.profile:
+        progress("timing the broker's handlers in-process (no gRPC)")
+        hit_path = hitpath.measure(
+            stack.config_path,
+            {STORE_KEY_ENV: stack.environ[STORE_KEY_ENV]},
+            tenant=TENANT,
+            target=TARGET,
+            url=SFM_REQUEST_URL,
+            profile=args.profile,
+        )
+    return settings, rows, rounds, sweep, hit_path, version
 
 
 def _machine() -> dict[str, Any]:
@@ -202,10 +282,6 @@ def _machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "grpcio": grpc.__version__,
     }
-
-
-def _progress(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def _check_answers(address: str) -> str:
@@ -252,99 +328,41 @@ def _grpc_rows() -> list[tuple[str, str, str, bytes]]:
     ]
 
 
-def _window(warmup: float, duration: float) -> tuple[int, int, int]:
-    start = time.monotonic_ns() + _START_DELAY_NS
-    measure = start + int(warmup * 1e9)
-    return start, measure, measure + int(duration * 1e9)
-
-
-def _run_row(
-    stack: Stack,
-    pool: ClientPool,
-    jobs: Sequence[Job | None],
-    window: tuple[int, int, int],
-    *,
-    key: str,
-    label: str,
-) -> Row:
-    _, measure_ns, end_ns = window
-    duration = (end_ns - measure_ns) / 1e9
-    broker_pids = stack.server_pids()
-    groups = {
-        "broker": broker_pids,
-        "clients": pool.pids,
-        "sts": [stack.authority.process.pid],
-        "redis": [stack.redis.process.pid],
-    }
-    # Each broker process on its own too (JSON only): shows how evenly SO_REUSEPORT spread the connections.
-    meter = CpuMeter(groups, {f"broker_pid_{pid}": [pid] for pid in broker_pids})
-    sts_before = stack.sts_token_requests()
-    pool.send(jobs)
-    time.sleep(max(0.0, (measure_ns - time.monotonic_ns()) / 1e9))
-    meter.start()
-    time.sleep(max(0.0, (end_ns - time.monotonic_ns()) / 1e9))
-    cores = meter.cores(duration)
-    samples = pool.collect(jobs, timeout=duration + 60)
-    sts_after = stack.sts_token_requests()
-    row = combine(key, label, duration, samples)
-    row.cores = cores
-    if sts_before is not None and sts_after is not None:
-        row.sts_token_requests = sts_after - sts_before
-    return row
-
-
-def _grpc_jobs(
-    method: str, payload: bytes, processes: int, concurrency: int, window: tuple[int, int, int]
-) -> list[Job | None]:
-    job = GrpcJob(_METHOD_PREFIX + method, payload, concurrency, *window)
-    return [job] * processes
-
-
 def _measure(stack: Stack, settings: Settings) -> tuple[list[Row], list[list[Row]]]:
     """The shown rows, and every round of (a)-(c). Rounds alternate the rows, so that a disturbance of the
-    shared machine hits all of them alike; the round shown is the least disturbed one (see `_quietest`)."""
-    rounds: list[list[Row]] = []
+    shared machine hits all of them alike; the round shown is the least disturbed one (see `quietest`)."""
     with ClientPool(stack.address, settings.clients, settings.channels) as pool:
-        for number in range(settings.repeat):
-            rounds.append([])
-            for key, label, method, payload in _grpc_rows():
-                count = f" (round {number + 1} of {settings.repeat})" if settings.repeat > 1 else ""
-                _progress(
-                    f"{label}: {settings.warmup_s:g} s warm-up, {settings.duration_s:g} s measured{count}"
-                )
-                window = _window(settings.warmup_s, settings.duration_s)
-                jobs = _grpc_jobs(method, payload, settings.clients, settings.concurrency, window)
-                rounds[-1].append(_run_row(stack, pool, jobs, window, key=key, label=label))
-        rows = list(_quietest(rounds))
+        specs = [GrpcRow(key, label, method, payload) for key, label, method, payload in _grpc_rows()]
+        rounds = rounds_of(
+            stack,
+            pool,
+            specs,
+            repeat=settings.repeat,
+            processes=settings.clients,
+            concurrency=settings.concurrency,
+            warmup_s=settings.warmup_s,
+            duration_s=settings.duration_s,
+        )
+        rows = list(quietest(rounds))
         label = "(d) STS token fetch, no broker"
-        _progress(f"{label}: {settings.sts_concurrency} callers in one process")
-        window = _window(settings.warmup_s, settings.duration_s)
+        progress(f"{label}: {settings.sts_concurrency} callers in one process")
+        span = window(settings.warmup_s, settings.duration_s)
         environ = {STORE_KEY_ENV: stack.environ[STORE_KEY_ENV]}
-        sts_job = StsJob(str(stack.config_path), environ, TENANT, TARGET, settings.sts_concurrency, *window)
+        sts_job = StsJob(str(stack.config_path), environ, TENANT, TARGET, settings.sts_concurrency, *span)
         sts_jobs: list[Job | None] = [sts_job] + [None] * (settings.clients - 1)
-        rows.append(_run_row(stack, pool, sts_jobs, window, key="sts_direct", label=label))
+        rows.append(run_row(stack, pool, sts_jobs, span, key="sts_direct", label=label))
     return rows, rounds
-
-
-def _disturbance(run: Sequence[Row]) -> float:
-    """The most CPU that processes outside the benchmark took during any row of the round."""
-    return max((row.cores.get("other") or 0.0) for row in run)
-
-
-def _quietest(rounds: Sequence[Sequence[Row]]) -> Sequence[Row]:
-    """The round that others' processes disturbed least; on a tie, the earlier one."""
-    return min(rounds, key=_disturbance)
 
 
 def _sweep(stack: Stack, channels: int, warmup: float, duration: float) -> list[dict[str, Any]]:
     results = []
     _, _, method, payload = _grpc_rows()[0]
     for clients, concurrency in _SWEEP:
-        _progress(f"sweep: ceiling with {clients} client processes x {concurrency} in flight")
+        progress(f"sweep: ceiling with {clients} client processes x {concurrency} in flight")
         with ClientPool(stack.address, clients, channels) as pool:
-            window = _window(warmup, duration)
-            jobs = _grpc_jobs(method, payload, clients, concurrency, window)
-            row = _run_row(stack, pool, jobs, window, key="ceiling", label="ceiling")
+            span = window(warmup, duration)
+            jobs = grpc_jobs(method, payload, clients, concurrency, span)
+            row = run_row(stack, pool, jobs, span, key="ceiling", label="ceiling")
         results.append(
             {
                 "clients": clients,
@@ -392,13 +410,13 @@ def _print_report(
     if len(rounds) > 1:
         pooled = ", ".join(f"{key} {_fmt(value)}" for key, value in report.pooled_ratios(rounds).items())
         print(f"pooled over {len(rounds)} rounds (calls of each row summed over the rounds): {pooled}")
-        shown_round = list(rounds).index(_quietest(rounds)) + 1
+        shown_round = list(rounds).index(quietest(rounds)) + 1
         print(f"rows (a)-(c): round {shown_round} of {len(rounds)}, the least disturbed by other processes:")
         for number, run in enumerate(rounds, 1):
             shown = ", ".join(f"{key} {_fmt(value)}" for key, value in report.ratios(run).items())
             print(
                 f"  round {number}: ceiling {run[0].calls_per_s:.0f} calls/s; {shown}; "
-                f"other cpu up to {_disturbance(run):.2f}"
+                f"other cpu up to {disturbance(run):.2f}"
             )
     for row in rows:
         if row.errors:

@@ -5,6 +5,10 @@ without serialisers, so grpc sends the bytes as they are and hands back the resp
 calls are plain `grpc.aio` unary calls spread over a few channels (each its own TCP connection, so that the
 broker's SO_REUSEPORT workers share them), and latencies go into a preallocated `array("q")`.
 
+With several addresses (the replicas of a cluster), the channels of all processes are spread over them in
+turn, so every replica gets the same number of connections. A job may carry many payloads (GetToken for
+many tenants): the parent shuffles them once, and each caller walks that order from its own offset.
+
 All processes get absolute `time.monotonic_ns()` instants (the clock is system-wide on Linux): when to start,
 when the warm-up ends and measuring begins, and when to stop. Only calls that complete inside the measured
 window count; their number over the window's length is the throughput.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import multiprocessing
 import time
 from array import array
@@ -39,7 +44,9 @@ _MAX_RATE_PER_PROCESS = 60_000  # calls/s: sizes the latency array, far above wh
 
 @dataclass(frozen=True)
 class GrpcJob:
-    """Call `method` with the serialised `payload` from `concurrency` callers until `end_ns`."""
+    """Call `method` with the serialised `payload` from `concurrency` callers until `end_ns`.
+
+    With `payloads`, each call sends the next of them instead (each caller from its own offset)."""
 
     method: str
     payload: bytes
@@ -47,6 +54,7 @@ class GrpcJob:
     start_ns: int
     measure_ns: int
     end_ns: int
+    payloads: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,14 @@ async def _run_grpc(job: GrpcJob, channels: Sequence[grpc.aio.Channel]) -> Sampl
 
     def caller(index: int) -> Callable[[], Awaitable[Any]]:
         multicallable = callables[index % len(callables)]
+        if job.payloads:
+            offset = index * len(job.payloads) // job.concurrency
+            following = itertools.cycle(job.payloads[offset:] + job.payloads[:offset]).__next__
+
+            def call_next() -> Awaitable[Any]:
+                return multicallable(following(), timeout=_CALL_TIMEOUT_S)
+
+            return call_next
 
         def call() -> Awaitable[Any]:
             return multicallable(payload, timeout=_CALL_TIMEOUT_S)
@@ -160,20 +176,20 @@ async def _run_sts(job: StsJob) -> Sample:
     return recorder.sample()
 
 
-async def _serve_jobs(connection: Connection, address: str, channel_count: int) -> None:
+async def _serve_jobs(connection: Connection, addresses: Sequence[str]) -> None:
     loop = asyncio.get_running_loop()
     # A channel id of its own for each, so that each is its own TCP connection (no shared subchannel).
     channels = [
         grpc.aio.insecure_channel(
             address, options=[("grpc.use_local_subchannel_pool", 1), ("bench.channel", i)]
         )
-        for i in range(channel_count)
+        for i, address in enumerate(addresses)
     ]
     try:
         try:
             await asyncio.wait_for(asyncio.gather(*(channel.channel_ready() for channel in channels)), 15)
         except TimeoutError:
-            connection.send(("error", f"no connection to {address} within 15 s"))
+            connection.send(("error", f"no connection to {', '.join(sorted(set(addresses)))} within 15 s"))
             return
         connection.send(("ready", None))
         while True:
@@ -191,26 +207,44 @@ async def _serve_jobs(connection: Connection, address: str, channel_count: int) 
             await channel.close(None)
 
 
-def _client_process(connection: Connection, address: str, channel_count: int) -> None:
+def _client_process(connection: Connection, addresses: Sequence[str]) -> None:
     try:
-        asyncio.run(_serve_jobs(connection, address, channel_count))
+        asyncio.run(_serve_jobs(connection, addresses))
     except KeyboardInterrupt:
         pass
     finally:
         connection.close()
 
 
-class ClientPool:
-    """`processes` client processes (spawned, so no grpc state is forked), each with `channels` channels."""
+def spread_channels(addresses: Sequence[str], processes: int, channels: int) -> list[list[str]]:
+    """The address of each channel of each process: all channels, in turn, over all addresses."""
+    return [
+        [addresses[(process * channels + index) % len(addresses)] for index in range(channels)]
+        for process in range(processes)
+    ]
 
-    def __init__(self, address: str, processes: int, channels: int, *, start_timeout: float = 30.0) -> None:
+
+class ClientPool:
+    """`processes` client processes (spawned, so no grpc state is forked), each with `channels` channels.
+
+    `address` may be several addresses (a cluster's replicas): the channels are spread over them in turn."""
+
+    def __init__(
+        self,
+        address: str | Sequence[str],
+        processes: int,
+        channels: int,
+        *,
+        start_timeout: float = 30.0,
+    ) -> None:
+        addresses = [address] if isinstance(address, str) else list(address)
         context = multiprocessing.get_context("spawn")
         self._connections: list[Connection] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []
-        for index in range(processes):
+        for index, targets in enumerate(spread_channels(addresses, processes, channels)):
             parent_end, child_end = context.Pipe()
             process = context.Process(
-                target=_client_process, args=(child_end, address, channels), name=f"bench-client-{index}"
+                target=_client_process, args=(child_end, targets), name=f"bench-client-{index}"
             )
             process.start()
             child_end.close()

@@ -5,6 +5,7 @@ Every wait is bounded; every process started here is stopped by its own id (or i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -42,18 +43,28 @@ def log_tail(path: Path, lines: int = 15) -> str:
 def stop_process(
     process: subprocess.Popen[bytes], *, first: int = signal.SIGTERM, grace: float = 10.0
 ) -> None:
-    """Sends `first` to the process, then SIGKILL to its process group (its own session) after `grace`."""
+    """Sends `first` to the process, then SIGKILL to its process group (its own session) after `grace`,
+    or at once when the wait is interrupted (a signal to the bench): never leaves the process running."""
     if process.poll() is not None:
         return
     try:
         process.send_signal(first)
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the group is the process's own: start_new_session=True
-        except (ProcessLookupError, PermissionError):
+        kill_group(process)
+    except BaseException:
+        kill_group(process)
+        raise
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to the process's group (spawn() starts each in a session of its own), then reap it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError):
             process.kill()
-        process.wait(timeout=10)
+    process.wait(timeout=10)
 
 
 def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -110,3 +110,32 @@ def pooled_ratios(rounds: Sequence[Sequence[Row]]) -> dict[str, float | None]:
             totals[row.key] = totals.get(row.key, 0.0) + row.calls_per_s
     ceiling = totals.get("ceiling", 0.0)
     return {key: (totals[key] / ceiling if ceiling and key in totals else None) for key in TARGET_RATIOS}
+
+
+def ratio(rows: Sequence[Row], key: str, ceiling_key: str = "ceiling") -> float | None:
+    """Throughput of row `key` over the ceiling row's, or None when either is missing or zero."""
+    by_key = {row.key: row for row in rows}
+    row, ceiling = by_key.get(key), by_key.get(ceiling_key)
+    if row is None or ceiling is None or ceiling.calls_per_s <= 0:
+        return None
+    return row.calls_per_s / ceiling.calls_per_s
+
+
+def pooled_ratio(rounds: Sequence[Sequence[Row]], key: str, ceiling_key: str = "ceiling") -> float | None:
+    """As `pooled_ratios`, for one row: its calls summed over the rounds over the ceiling's."""
+    calls = sum(row.calls_per_s for run in rounds for row in run if row.key == key)
+    ceiling = sum(row.calls_per_s for run in rounds for row in run if row.key == ceiling_key)
+    return calls / ceiling if ceiling > 0 else None
+
+
+def plain_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """Columns separated by at least two spaces; the first left-aligned, the others right-aligned."""
+    everything = [list(header), *(list(line) for line in lines)]
+    widths = [max(len(line[column]) for line in everything) for column in range(len(header))]
+    out = []
+    for line in everything:
+        cells = [line[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)

@@ -1,8 +1,9 @@
 """The system under test, set up in a temporary directory and torn down afterwards.
 
-A fresh ES256 client key (written 0600 into the temporary directory only), the dev authority with that client
-registered, a Redis server, and the broker (`python -m broker run --config FILE`) with `workers` processes
-sharing one port (SO_REUSEPORT), waited for until gRPC health says SERVING on every worker.
+The services (`running_services`): a fresh ES256 client key (written 0600 into the temporary directory only),
+the dev authority with that client registered, and a Redis server. On them, the broker (`running_broker`:
+`python -m broker run --config FILE`) with `workers` processes sharing one port (SO_REUSEPORT), waited for
+until gRPC health says SERVING on every worker; or a cluster of replicas (bench/cluster.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import httpx
@@ -55,6 +56,65 @@ _SETTLE_S = 1.0
 
 
 @dataclass
+class Services:
+    """What every broker of a run shares: the dev authority, Redis, the client key and the store key."""
+
+    workdir: Path
+    authority: DevAuthority
+    redis: Redis
+    key_file: Path
+    store_key: str  # base64 of 32 random bytes; only in the brokers' environment, never in a file
+    token_lifetime_s: int
+
+    @property
+    def issuer(self) -> str:
+        return self.authority.issuer
+
+    def broker_environ(self) -> dict[str, str]:
+        environ = dict(os.environ)
+        environ[STORE_KEY_ENV] = self.store_key
+        return environ
+
+    def sts_stats(self) -> dict[str, Any] | None:
+        """The dev authority's dev-only /dev/stats counters (token_requests, tokens_issued, ...)."""
+        return sts_stats(self.issuer)
+
+    def sts_token_requests(self) -> int | None:
+        return _token_requests(self.sts_stats())
+
+
+def sts_stats(issuer: str, timeout: float = 5.0) -> dict[str, Any] | None:
+    try:
+        response = httpx.get(f"{issuer}/dev/stats", timeout=timeout)
+        response.raise_for_status()
+        stats = response.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return stats if isinstance(stats, dict) else None
+
+
+def _token_requests(stats: dict[str, Any] | None) -> int | None:
+    try:
+        return None if stats is None else int(stats["token_requests"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class System(Protocol):
+    """What a row measures: the broker's processes and the services beside them (a Stack or a Cluster)."""
+
+    @property
+    def authority(self) -> DevAuthority: ...
+
+    @property
+    def redis(self) -> Redis: ...
+
+    def server_pids(self) -> list[int]: ...
+
+    def sts_token_requests(self) -> int | None: ...
+
+
+@dataclass
 class Stack:
     workdir: Path
     address: str
@@ -74,21 +134,19 @@ class Stack:
 
     def sts_token_requests(self) -> int | None:
         """How many token requests the dev authority has seen (its dev-only /dev/stats counter)."""
-        try:
-            response = httpx.get(f"{self.issuer}/dev/stats", timeout=5)
-            response.raise_for_status()
-            return int(response.json()["token_requests"])
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
-            return None
+        return _token_requests(sts_stats(self.issuer))
 
     def broker_log_tail(self) -> str:
         return log_tail(self.workdir / "broker.log")
 
 
 @contextlib.contextmanager
-def running_stack(workers: int, *, start_timeout: float = 60.0) -> Iterator[Stack]:
+def running_services(
+    *, token_lifetime: int = TOKEN_LIFETIME_S, prefix: str = "broker-bench-"
+) -> Iterator[Services]:
+    """The dev authority (tokens live `token_lifetime` seconds) and Redis, in a temporary directory."""
     with contextlib.ExitStack() as cleanup:
-        workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="broker-bench-")))
+        workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
         key = keys.generate_signing_key("ES256")
         key_file = workdir / "client-key.json"
         descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -97,24 +155,49 @@ def running_stack(workers: int, *, start_timeout: float = 60.0) -> Iterator[Stac
         registry = workdir / "devauthority-clients.json"
         registry.write_text(json.dumps([_registration(keys.public_jwk(key))]), encoding="utf-8")
 
-        authority = start_dev_authority(workdir, registry, token_lifetime=TOKEN_LIFETIME_S)
+        authority = start_dev_authority(workdir, registry, token_lifetime=token_lifetime)
         cleanup.callback(stop_process, authority.process)
         redis = start_redis(workdir)
         cleanup.callback(stop_process, redis.process)
+        store_key = base64.b64encode(secrets.token_bytes(32)).decode()
+        yield Services(workdir, authority, redis, key_file, store_key, token_lifetime)
 
+
+@contextlib.contextmanager
+def running_broker(services: Services, workers: int, *, start_timeout: float = 60.0) -> Iterator[Stack]:
+    """The broker with `workers` processes sharing one port, on the services; stopped on leaving."""
+    with contextlib.ExitStack() as cleanup:
+        workdir = services.workdir
         port = free_port()
         address = f"127.0.0.1:{port}"
         config_path = workdir / "broker.toml"
-        config_path.write_text(_config_toml(address, workers, redis.url, authority.issuer, key_file.name))
-        environ = dict(os.environ)
-        environ[STORE_KEY_ENV] = base64.b64encode(secrets.token_bytes(32)).decode()
+        config_path.write_text(
+            config_toml(
+                listen=address,
+                workers=workers,
+                redis_url=services.redis.url,
+                issuer=services.issuer,
+                key_file=services.key_file.name,
+                tenants=[TenantSpec(TENANT, ORGNR_PARENT)],
+            )
+        )
+        environ = services.broker_environ()
         args = [sys.executable, "-m", "broker", "run", "--config", str(config_path)]
         broker = spawn(args, workdir / "broker.log", env=environ)
-        # SIGINT: the multi-worker parent turns it into KeyboardInterrupt and terminates its workers.
-        cleanup.callback(stop_process, broker, first=signal.SIGINT, grace=15.0)
-        stack = Stack(workdir, address, workers, config_path, environ, authority, redis, broker)
+        # SIGTERM: the multi-worker parent forwards it to its workers, which drain and exit. (Not SIGINT: a
+        # process started in the background by a non-interactive shell inherits SIGINT ignored.)
+        cleanup.callback(stop_process, broker, first=signal.SIGTERM, grace=15.0)
+        stack = Stack(
+            workdir, address, workers, config_path, environ, services.authority, services.redis, broker
+        )
         _wait_serving(stack, port, start_timeout)
         yield stack
+
+
+@contextlib.contextmanager
+def running_stack(workers: int, *, start_timeout: float = 60.0) -> Iterator[Stack]:
+    with running_services() as services, running_broker(services, workers, start_timeout=start_timeout) as s:
+        yield s
 
 
 def _registration(public_jwk: dict[str, Any]) -> dict[str, Any]:
@@ -128,12 +211,32 @@ def _registration(public_jwk: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _config_toml(listen: str, workers: int, redis_url: str, issuer: str, key_file: str) -> str:
+@dataclass(frozen=True)
+class TenantSpec:
+    name: str
+    orgnr_parent: str
+    warm: bool = False
+
+
+def config_toml(
+    *,
+    listen: str,
+    workers: int,
+    redis_url: str,
+    issuer: str,
+    key_file: str,
+    tenants: Sequence[TenantSpec],
+    cache: Mapping[str, float] | None = None,
+) -> str:
+    """The broker's configuration: one multi-tenant client, the SFM target, the given tenants."""
+
     def q(value: str) -> str:
         return json.dumps(value)  # a JSON string of these ASCII values is a TOML basic string
 
     scopes = ", ".join(q(scope) for scope in SFM_SCOPES)
-    return f"""\
+    cache_lines = "".join(f"{name} = {value!r}\n" for name, value in (cache or {}).items())
+    cache_section = f"\n[cache]\n{cache_lines}" if cache_lines else ""
+    head = f"""\
 [server]
 listen = {q(listen)}
 workers = {workers}
@@ -142,7 +245,7 @@ workers = {workers}
 kind = "redis"
 url = {q(redis_url)}
 encryption_key = {{ env = {q(STORE_KEY_ENV)} }}
-
+{cache_section}
 [clients.bench]
 client_id = {q(CLIENT_ID)}
 issuer = {q(issuer)}
@@ -154,12 +257,15 @@ resource = {q(SFM_RESOURCE)}
 scopes = [{scopes}]
 token_type = "dpop"
 allowed_urls = [{q(SFM_ALLOWED_URL)}]
-
-[tenants.{TENANT}]
-client = "bench"
-orgnr_parent = {q(ORGNR_PARENT)}
-targets = [{q(TARGET)}]
 """
+    warm = f"warm = [{q(TARGET)}]\n"
+    parts = [head]
+    for tenant in tenants:
+        parts.append(
+            f'\n[tenants.{tenant.name}]\nclient = "bench"\norgnr_parent = {q(tenant.orgnr_parent)}\n'
+            f"targets = [{q(TARGET)}]\n{warm if tenant.warm else ''}"
+        )
+    return "".join(parts)
 
 
 def _listening_sockets(port: int) -> int | None:
