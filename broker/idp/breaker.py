@@ -66,6 +66,10 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_running = False
 
+    def abandoned(self) -> None:
+        """The request ended without an answer (cancelled): a half-open trial may be tried again."""
+        self._trial_running = False
+
     def failed(self) -> None:
         self._trial_running = False
         self._failures += 1

@@ -7,6 +7,7 @@ NHN's own library pays two every time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -53,6 +54,7 @@ class StsClient:
         shared_nonces: SharedNonces | None = None,
         metrics: Metrics | None = None,
         breaker_factory: Callable[[str], CircuitBreaker] | None = None,
+        max_concurrent_requests: int = 32,
     ) -> None:
         self.http = http
         self._clock = clock
@@ -64,6 +66,9 @@ class StsClient:
         self.discovery = DiscoveryCache(http, clock)
         self._nonces: dict[str, str] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        # Requests beyond this wait here, in order, instead of piling up in the HTTP client's pool, whose
+        # bookkeeping grows with its queue (httpcore's connection assignment) until a replica stalls.
+        self._in_flight = asyncio.Semaphore(max_concurrent_requests)
 
     def breaker(self, issuer: str) -> CircuitBreaker:
         breaker = self._breakers.get(issuer)
@@ -168,19 +173,23 @@ class StsClient:
     ) -> R:
         """Runs one token-endpoint flow behind the issuer's circuit breaker, with nonce memory and metrics."""
         breaker = self.breaker(issuer)
-        breaker.before_request()
-        started = time.monotonic()
-        with tracer.start_as_current_span(span, attributes={"broker.issuer": issuer}):
-            try:
-                result = await self._run(issuer, make_flow)
-            except IdpUnavailableError:
-                breaker.failed()
-                self._metrics.sts_request(time.monotonic() - started, "unavailable")
-                raise
-            except BrokerError:
-                breaker.succeeded()  # the STS answered; a refusal is not an outage
-                self._metrics.sts_request(time.monotonic() - started, "rejected")
-                raise
+        async with self._in_flight:
+            breaker.before_request()
+            started = time.monotonic()
+            with tracer.start_as_current_span(span, attributes={"broker.issuer": issuer}):
+                try:
+                    result = await self._run(issuer, make_flow)
+                except IdpUnavailableError:
+                    breaker.failed()
+                    self._metrics.sts_request(time.monotonic() - started, "unavailable")
+                    raise
+                except BrokerError:
+                    breaker.succeeded()  # the STS answered; a refusal is not an outage
+                    self._metrics.sts_request(time.monotonic() - started, "rejected")
+                    raise
+                except BaseException:
+                    breaker.abandoned()  # cancelled: a half-open trial must not hold the circuit open
+                    raise
         breaker.succeeded()
         self._metrics.sts_request(time.monotonic() - started, "ok")
         return result

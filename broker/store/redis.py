@@ -71,7 +71,12 @@ class RedisTokenStore:
     @classmethod
     def from_url(cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)) -> RedisTokenStore:
         seconds = timeout.total_seconds()
-        client = aioredis.Redis.from_url(url, socket_timeout=seconds, socket_connect_timeout=seconds)
+        # A blocking pool: a burst waits up to `timeout` for a connection instead of failing at once
+        # (redis-py's default pool raises when all connections are busy, which looks like Redis being down).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=seconds, socket_timeout=seconds, socket_connect_timeout=seconds
+        )
+        client = aioredis.Redis(connection_pool=pool)
         # Pub/sub blocks on reads by design, so it gets a connection without a read timeout.
         listener = aioredis.Redis.from_url(url, socket_connect_timeout=seconds, health_check_interval=10)
         return cls(client, SealedCodec(key), listener)

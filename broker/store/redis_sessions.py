@@ -59,7 +59,12 @@ class RedisSessionStore:
         cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)
     ) -> RedisSessionStore:
         seconds = timeout.total_seconds()
-        client = aioredis.Redis.from_url(url, socket_timeout=seconds, socket_connect_timeout=seconds)
+        # A blocking pool: a burst waits up to `timeout` for a connection instead of failing at once
+        # (redis-py's default pool raises when all connections are busy, which looks like Redis being down).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=seconds, socket_timeout=seconds, socket_connect_timeout=seconds
+        )
+        client = aioredis.Redis(connection_pool=pool)
         return cls(client, SealedCodec(key))
 
     async def put_pending(self, state: str, login: PendingLogin, ttl: timedelta) -> None:

@@ -83,3 +83,14 @@ def test_failures_below_the_threshold_do_not_open_the_circuit_when_a_success_int
     circuit.before_request()
     assert circuit.state == "closed"
     assert transitions == []
+
+
+def test_abandoned_trial_lets_the_next_request_try_when_the_trial_was_cancelled() -> None:
+    clock, transitions = Monotonic(), []
+    circuit = breaker(clock, transitions)
+    for _ in range(3):
+        circuit.failed()
+    clock.now += 5
+    circuit.before_request()
+    circuit.abandoned()
+    circuit.before_request()  # would raise if the cancelled trial still held the circuit
