@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import heapq
 import logging
+import random
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -19,12 +19,6 @@ from broker.tokens.engine import Entry, TokenEngine
 from broker.tokens.routes import Route
 
 _log = logging.getLogger(__name__)
-
-
-def key_unit(cache_key: str) -> float:
-    """A number in [0, 1) derived from the key alone, the same on every replica."""
-    digest = hashlib.blake2b(cache_key.encode(), digest_size=8, person=b"warmup").digest()
-    return int.from_bytes(digest, "big") / 2**64
 
 
 class RefreshScheduler:
@@ -54,9 +48,9 @@ class RefreshScheduler:
         now = self._clock()
         for route in routes:
             self._kept[route.cache_key] = self._kept.get(route.cache_key, 0) + 1
-            # The same offset on every replica: they contend for one lease per key instead of each fetching
-            # the key at an instant of its own (which multiplies the warm-up load by the replica count).
-            offset = timedelta(seconds=spread * key_unit(route.cache_key))
+            # Each replica picks its own instant: the first fetches the key, the others find it in the store
+            # later at the cost of one read (the budget is spent only by requests that reach the STS).
+            offset = timedelta(seconds=random.uniform(0, spread))  # noqa: S311 - spreading, not secrecy
             heapq.heappush(self._due, (now + offset, route.cache_key))
         self._wake.set()
 

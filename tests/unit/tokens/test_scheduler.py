@@ -12,7 +12,7 @@ from broker.tokens.budget import RequestBudget
 from broker.tokens.engine import TokenEngine
 from broker.tokens.policy import FreshnessPolicy
 from broker.tokens.routes import RouteTable
-from broker.tokens.scheduler import RefreshScheduler, key_unit
+from broker.tokens.scheduler import RefreshScheduler
 from tests.unit.tokens.test_engine import Clock, CountingSource
 
 
@@ -81,9 +81,3 @@ async def test_callers_never_wait_for_the_budget_but_background_refreshes_do() -
     await asyncio.sleep(0.3)
     assert source.calls == 4  # one background refresh now; the budget holds the others back
 
-
-def test_warm_up_offsets_are_the_same_on_every_replica_and_spread_over_the_window() -> None:
-    units = [key_unit(f"v1:tenant-{n}:sfm:abc") for n in range(1000)]
-    assert units == [key_unit(f"v1:tenant-{n}:sfm:abc") for n in range(1000)]
-    assert min(units) < 0.01
-    assert max(units) > 0.99
