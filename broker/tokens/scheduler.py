@@ -100,6 +100,8 @@ class RefreshScheduler:
         return entry is None or self._clock() >= entry.refresh_at
 
     async def _wait(self, seconds: float | None) -> None:
-        self._wake.clear()
+        # Cleared after waking, not before waiting: a wake-up that comes while the loop is busy must not be
+        # lost, or an earlier-due route would wait for the later one's timer.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
