@@ -201,13 +201,20 @@ class TokenEngine:
             stored = await self._from_store(route, min_remaining, fresh=fresh)
             if stored is not None:
                 return stored
+            if background and self._budget is not None:
+                # Background work waits for the budget before it takes a lease, never while holding one
+                # (other replicas would wait for a lease that waits for the budget), then looks again.
+                await self._budget.take()
+                stored = await self._from_store(route, min_remaining, fresh=fresh)
+                if stored is not None:
+                    return stored
             if self._coordinator is not None:
                 coordinated = await self._fill_coordinated(
                     route, min_remaining, fresh=fresh, background=background
                 )
                 if coordinated is not None:
                     return coordinated
-            entry = await self._fetch(route, background=background)
+            entry = await self._fetch(route)
             if self._store is not None:
                 await self._store_call("write", self._store.put(key, entry.token, self._ttl(entry)))
             return entry
@@ -236,17 +243,19 @@ class TokenEngine:
             if self._store_down:
                 return None
             if lease is not None:
-                return await self._fetch_under_lease(
-                    route, lease, min_remaining, fresh=fresh, background=background
-                )
+                return await self._fetch_under_lease(route, lease, min_remaining, fresh=fresh)
             self.metrics.lease_contention()
+            current = self._memory.get(route.cache_key)
+            if background and current is not None and self._good(current, min_remaining, fresh=False):
+                # Another replica renews it and publishes the result; a background refresh need not wait.
+                return current
             entry = await self._await_other_replica(route, min_remaining, fresh=fresh)
             if entry is not None:
                 return entry
         return None
 
     async def _fetch_under_lease(
-        self, route: Route, lease: Lease, min_remaining: timedelta, *, fresh: bool, background: bool
+        self, route: Route, lease: Lease, min_remaining: timedelta, *, fresh: bool
     ) -> Entry:
         assert self._coordinator is not None
         coordinator = self._coordinator
@@ -258,7 +267,7 @@ class TokenEngine:
                 return entry
             renewer = asyncio.get_running_loop().create_task(self._keep_lease(lease))
             try:
-                entry = await self._fetch(route, background=background)
+                entry = await self._fetch(route)
             finally:
                 renewer.cancel()
             stored = bool(
@@ -303,9 +312,7 @@ class TokenEngine:
                 return None  # the holder is gone without a result: take the lease ourselves
         return None
 
-    async def _fetch(self, route: Route, *, background: bool) -> Entry:
-        if background and self._budget is not None:
-            await self._budget.take()
+    async def _fetch(self, route: Route) -> Entry:
         token = await self._source.fetch_client_credentials(route.client, route.target, route.details)
         audit.record(
             "token.minted",
