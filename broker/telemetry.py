@@ -98,9 +98,6 @@ class Metrics:
     def breaker(self, issuer: str, state: str) -> None:
         self._breaker.add(1, {"issuer": issuer, "state": state})
 
-    def served_counts(self) -> dict[tuple[str, str], int]:
-        return dict(self._served)
-
     def _observe_served(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(n, {"rpc": rpc, "source": source}) for (rpc, source), n in self._served.items()]
 

@@ -229,8 +229,5 @@ class StsClient:
             with contextlib.suppress(StoreUnavailableError):
                 await self._shared.put_nonce(issuer, nonce)
 
-    def remembered_nonce(self, issuer: str) -> str | None:
-        return self._nonces.get(issuer)
-
     async def close(self) -> None:
         await self.http.aclose()
