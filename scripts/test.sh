@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python -c 'import broker, grpc_tools, pytest_asyncio, importlinter, opentelemetry.exporter.prometheus, opentelemetry.exporter.otlp.proto.http, opentelemetry.instrumentation.grpc' 2>/dev/null; then
+if ! python -c 'import broker, grpc_tools, pytest_asyncio, importlinter, hypothesis, opentelemetry.exporter.prometheus, opentelemetry.exporter.otlp.proto.http, opentelemetry.instrumentation.grpc' 2>/dev/null; then
   python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 fi
 if ! command -v redis-server >/dev/null 2>&1; then
