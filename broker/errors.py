@@ -9,25 +9,60 @@
     ├── ProtocolError                a value from the outside broke a protocol rule (bad token response)
     ├── IdpRejectedError             the STS answered with an OAuth error (oauth_error is data)
     ├── IdpUnavailableError          the STS could not be reached, timed out or answered 5xx (retryable)
-    └── StoreUnavailableError        Redis failed; the engine treats it as a miss and goes on without it
+    ├── StoreUnavailableError        Redis failed; the engine treats it as a miss and goes on without it
+    └── RateLimitedError             a caller drove more STS traffic than its rate allows (retry later)
 
-Every class has a stable UPPER_SNAKE `reason`; `api/status.py` is the one place that turns these into gRPC
-statuses. Messages never contain a token, an assertion, a proof or a key.
+Every error carries one `Reason` (a stable UPPER_SNAKE name, the `ErrorInfo.reason` callers see);
+`api/status.py` is the one place that turns these into gRPC statuses. Messages never contain a token, an
+assertion, a proof or a key.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from datetime import timedelta
+
+
+class Reason(enum.StrEnum):
+    """Every `ErrorInfo.reason` the broker answers with: one enumeration, each documented in the README."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
+    TARGET_NOT_FOUND = "TARGET_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"
+    CALLER_UNAUTHENTICATED = "CALLER_UNAUTHENTICATED"
+    CALLER_NOT_ALLOWED = "CALLER_NOT_ALLOWED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    TARGET_NOT_ALLOWED = "TARGET_NOT_ALLOWED"
+    URL_NOT_ALLOWED = "URL_NOT_ALLOWED"
+    SESSIONS_DISABLED = "SESSIONS_DISABLED"
+    LOGIN_NOT_CONFIGURED = "LOGIN_NOT_CONFIGURED"
+    REDIRECT_URI_NOT_ALLOWED = "REDIRECT_URI_NOT_ALLOWED"
+    LOGIN_STATE_UNKNOWN = "LOGIN_STATE_UNKNOWN"
+    ISSUER_MISMATCH = "ISSUER_MISMATCH"
+    SESSION_NOT_FOUND = "SESSION_NOT_FOUND"
+    SESSION_EXPIRED = "SESSION_EXPIRED"
+    TARGET_NOT_IN_SESSION = "TARGET_NOT_IN_SESSION"
+    LOGIN_REQUIRED = "LOGIN_REQUIRED"
+    LIFETIME_UNAVAILABLE = "LIFETIME_UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"
+    INVALID_CONFIGURATION = "INVALID_CONFIGURATION"
+    PROTOCOL_VIOLATION = "PROTOCOL_VIOLATION"
+    STS_REJECTED = "STS_REJECTED"
+    STS_UNAVAILABLE = "STS_UNAVAILABLE"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    INTERNAL = "INTERNAL"
 
 
 class BrokerError(Exception):
     """Base of every error the broker raises on purpose."""
 
-    reason: str = "BROKER_ERROR"
+    reason: Reason = Reason.INTERNAL
     retryable: bool = False
 
-    def __init__(self, message: str, *, reason: str | None = None, **metadata: str) -> None:
+    def __init__(self, message: str, *, reason: Reason | None = None, **metadata: str) -> None:
         super().__init__(message)
         self.message = message
         if reason is not None:
@@ -38,9 +73,9 @@ class BrokerError(Exception):
 class InvalidRequestError(BrokerError):
     """A request field is missing or malformed; `field` names it."""
 
-    reason = "INVALID_ARGUMENT"
+    reason = Reason.INVALID_ARGUMENT
 
-    def __init__(self, field: str, message: str, *, reason: str | None = None) -> None:
+    def __init__(self, field: str, message: str, *, reason: Reason | None = None) -> None:
         super().__init__(f"{field}: {message}", reason=reason, field=field)
         self.field = field
         self.description = message
@@ -49,25 +84,25 @@ class InvalidRequestError(BrokerError):
 class NotFoundError(BrokerError):
     """An unknown tenant or target."""
 
-    reason = "NOT_FOUND"
+    reason = Reason.NOT_FOUND
 
 
 class UnauthenticatedError(BrokerError):
     """The caller presented no credential, or one the broker does not know."""
 
-    reason = "CALLER_UNAUTHENTICATED"
+    reason = Reason.CALLER_UNAUTHENTICATED
 
 
 class PermissionDeniedError(BrokerError):
     """The request names things that exist but may not be combined (tenant without that target, URL)."""
 
-    reason = "PERMISSION_DENIED"
+    reason = Reason.PERMISSION_DENIED
 
 
 class ConfigurationError(BrokerError):
     """The configuration is invalid; `field` is the dotted path of the offending value."""
 
-    reason = "INVALID_CONFIGURATION"
+    reason = Reason.INVALID_CONFIGURATION
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", field=field)
@@ -77,13 +112,13 @@ class ConfigurationError(BrokerError):
 class ProtocolError(BrokerError):
     """A value received from the outside (token response, JWT) breaks a protocol rule."""
 
-    reason = "PROTOCOL_VIOLATION"
+    reason = Reason.PROTOCOL_VIOLATION
 
 
 class IdpRejectedError(BrokerError):
     """The STS answered with an OAuth error such as `invalid_client` or `invalid_scope`."""
 
-    reason = "STS_REJECTED"
+    reason = Reason.STS_REJECTED
 
     def __init__(self, oauth_error: str, description: str, *, status: int, issuer: str) -> None:
         text = f"the STS rejected the request: {oauth_error}"
@@ -98,7 +133,7 @@ class IdpRejectedError(BrokerError):
 class IdpUnavailableError(BrokerError):
     """The STS could not be reached, timed out, or answered 5xx; try again after `retry_after`."""
 
-    reason = "STS_UNAVAILABLE"
+    reason = Reason.STS_UNAVAILABLE
     retryable = True
 
     def __init__(self, message: str, *, issuer: str, retry_after: timedelta = timedelta(seconds=1)) -> None:
@@ -109,5 +144,17 @@ class IdpUnavailableError(BrokerError):
 class StoreUnavailableError(BrokerError):
     """The shared store (Redis) could not be reached or failed."""
 
-    reason = "STORE_UNAVAILABLE"
+    reason = Reason.STORE_UNAVAILABLE
     retryable = True
+
+
+class RateLimitedError(BrokerError):
+    """A caller drove more STS traffic (logins, exchanges, session ends) than its rate allows."""
+
+    reason = Reason.RATE_LIMITED
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: timedelta, **metadata: str) -> None:
+        super().__init__(message)
+        self.metadata = metadata
+        self.retry_after = retry_after

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import grpc
 
-from broker.errors import PermissionDeniedError, UnauthenticatedError
+from broker.errors import PermissionDeniedError, Reason, UnauthenticatedError
 from broker.model import Caller
 
 _SCHEME = "bearer "
@@ -69,5 +69,5 @@ class CallerPolicy:
 
 def _denied(caller: Caller, what: str) -> PermissionDeniedError:
     return PermissionDeniedError(
-        f"caller {caller.name!r} may not use {what}", reason="CALLER_NOT_ALLOWED", caller=caller.name
+        f"caller {caller.name!r} may not use {what}", reason=Reason.CALLER_NOT_ALLOWED, caller=caller.name
     )

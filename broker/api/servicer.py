@@ -17,7 +17,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from broker import __version__
 from broker.api import status
 from broker.api.policy import CallerPolicy
-from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError
+from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError, Reason
 from broker.model import AccessToken, Session, TokenType
 from broker.sessions.exchange import TokenExchanger
 from broker.sessions.login import LoginService
@@ -249,7 +249,7 @@ class TokenBrokerServicer(pb_grpc.TokenBrokerServiceServicer):
     def _user_services(self) -> UserServices:
         if self._users is None:
             raise PermissionDeniedError(
-                "user sessions are not enabled on this broker", reason="SESSIONS_DISABLED"
+                "user sessions are not enabled on this broker", reason=Reason.SESSIONS_DISABLED
             )
         return self._users
 

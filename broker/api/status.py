@@ -23,6 +23,7 @@ from broker.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
     UnauthenticatedError,
 )
 
@@ -38,6 +39,7 @@ _CODES: tuple[tuple[type[BrokerError], grpc.StatusCode], ...] = (
     (IdpRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
     (ConfigurationError, grpc.StatusCode.FAILED_PRECONDITION),
     (IdpUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
 )
 
 
@@ -58,7 +60,7 @@ def to_status(error: BrokerError) -> grpc.Status:
             field=error.field, description=error.description
         )
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
-    if isinstance(error, IdpUnavailableError):
+    if isinstance(error, IdpUnavailableError | RateLimitedError):
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after))))
     status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     return rpc_status.to_status(status)

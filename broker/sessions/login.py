@@ -17,7 +17,7 @@ from typing import Any
 from joserfc.jwk import KeySet
 
 from broker import audit
-from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError, ProtocolError
+from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError, ProtocolError, Reason
 from broker.model import Client, PendingLogin, Session, TokenType, UserIdentity
 from broker.protocol import oidc, rfc7636
 from broker.sessions.ports import LoginEndpoints, SessionStore, TokenEndpoint
@@ -106,14 +106,14 @@ class LoginService:
         pending = await self._store.take_pending(state)
         if pending is None or pending.expires_at <= self._clock():
             raise InvalidRequestError(
-                "state", "unknown, expired or already used login state", reason="LOGIN_STATE_UNKNOWN"
+                "state", "unknown, expired or already used login state", reason=Reason.LOGIN_STATE_UNKNOWN
             )
         first = self._routes.resolve(pending.tenant, pending.targets[0])
         client = first.client
         # RFC 9207: the authorization response names its issuer; a mix-up attack would name another.
         if issuer.rstrip("/") != client.issuer.rstrip("/"):
             raise InvalidRequestError(
-                "iss", "the callback comes from another issuer", reason="ISSUER_MISMATCH"
+                "issuer", "the callback comes from another issuer", reason=Reason.ISSUER_MISMATCH
             )
         tokens = await self._token_endpoint.redeem_code(
             client,
@@ -184,13 +184,13 @@ def _redirect_uri(client: Client, asked: str | None) -> str:
     if not client.redirect_uris:
         raise PermissionDeniedError(
             f"client {client.name!r} has no redirect_uris configured for logins",
-            reason="LOGIN_NOT_CONFIGURED",
+            reason=Reason.LOGIN_NOT_CONFIGURED,
             client=client.name,
         )
     if not asked:
         return client.redirect_uris[0]
     if asked not in client.redirect_uris:
         raise InvalidRequestError(
-            "redirect_uri", "is not one of the client's redirect_uris", reason="REDIRECT_URI_NOT_ALLOWED"
+            "redirect_uri", "is not one of the client's redirect_uris", reason=Reason.REDIRECT_URI_NOT_ALLOWED
         )
     return asked

@@ -23,6 +23,7 @@ from broker.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    Reason,
     StoreUnavailableError,
 )
 from broker.model import AccessToken, Session
@@ -82,7 +83,7 @@ class SessionTokens:
         key = session_key(session_id)
         session = await self._store.get(key)
         if session is None:
-            raise NotFoundError("no such session", reason="SESSION_NOT_FOUND")
+            raise NotFoundError("no such session", reason=Reason.SESSION_NOT_FOUND)
         client = self._routes.resolve(session.tenant, session.targets[0]).client
         revoked = await self._endpoints.revoke_refresh_token(client, session.refresh_token)
         await self._store.delete(key)
@@ -131,7 +132,7 @@ class SessionTokens:
             if target not in session.targets:
                 raise PermissionDeniedError(
                     f"the session was not logged in for target {target!r}",
-                    reason="TARGET_NOT_IN_SESSION",
+                    reason=Reason.TARGET_NOT_IN_SESSION,
                     target=target,
                 )
             try:
@@ -146,7 +147,7 @@ class SessionTokens:
                     # The refresh token is dead (revoked, expired, or used twice): the user must log in again.
                     await self._store.delete(key)
                     raise PermissionDeniedError(
-                        "the session has ended; log in again", reason="LOGIN_REQUIRED"
+                        "the session has ended; log in again", reason=Reason.LOGIN_REQUIRED
                     ) from exc
                 raise
             now = self._clock()
@@ -189,10 +190,12 @@ class SessionTokens:
     async def _live_session(self, key: str) -> Session:
         session = await self._store.get(key)
         if session is None:
-            raise NotFoundError("no such session (unknown, ended or expired)", reason="SESSION_NOT_FOUND")
+            raise NotFoundError(
+                "no such session (unknown, ended or expired)", reason=Reason.SESSION_NOT_FOUND
+            )
         if session.expires_at <= self._clock():
             await self._store.delete(key)
-            raise NotFoundError("the session has expired", reason="SESSION_EXPIRED")
+            raise NotFoundError("the session has expired", reason=Reason.SESSION_EXPIRED)
         return session
 
     async def _keep(self, lease: SessionLease) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from broker.errors import InvalidRequestError, PermissionDeniedError
+from broker.errors import InvalidRequestError, PermissionDeniedError, Reason
 from broker.model import AccessToken, TokenType
 from broker.protocol import rfc9449
 from broker.tokens.engine import TokenEngine
@@ -61,7 +61,7 @@ def check_request(route: Route, http_method: str, url: str) -> str:
     if not is_allowed_url(htu, route.target.allowed_urls):
         raise PermissionDeniedError(
             f"target {route.target.name!r} does not allow requests to this URL",
-            reason="URL_NOT_ALLOWED",
+            reason=Reason.URL_NOT_ALLOWED,
             url=htu,
         )
     return htu

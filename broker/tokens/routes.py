@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker.errors import NotFoundError, PermissionDeniedError
+from broker.errors import NotFoundError, PermissionDeniedError, Reason
 from broker.model import Client, Target, Tenant
 from broker.protocol import helseid
 
@@ -51,12 +51,12 @@ class RouteTable:
         if route is not None:
             return route
         if tenant not in self._tenants:
-            raise NotFoundError(f"no tenant named {tenant!r}", reason="TENANT_NOT_FOUND", tenant=tenant)
+            raise NotFoundError(f"no tenant named {tenant!r}", reason=Reason.TENANT_NOT_FOUND, tenant=tenant)
         if target not in self._targets:
-            raise NotFoundError(f"no target named {target!r}", reason="TARGET_NOT_FOUND", target=target)
+            raise NotFoundError(f"no target named {target!r}", reason=Reason.TARGET_NOT_FOUND, target=target)
         raise PermissionDeniedError(
             f"tenant {tenant!r} may not use target {target!r}",
-            reason="TARGET_NOT_ALLOWED",
+            reason=Reason.TARGET_NOT_ALLOWED,
             tenant=tenant,
             target=target,
         )
