@@ -4,13 +4,17 @@ Implements §3.3 (scope), §4.4.2 (the client credentials request), §5.1 (succe
 (error response), with client authentication by RFC 7521 §4.2 / RFC 7523 §2.2 (`client_assertion`), the
 `resource` parameter of RFC 8707 §2, and the `DPoP` token type and `cnf.jkt` binding of RFC 9449 §5-6.
 Parsing treats the response as untrusted: messages carry only the STS's `error`/`error_description`.
+
+A token's expiry is the earlier of the request's start plus `expires_in` and, for a JWT, its own `exp`
+(RFC 7519 §4.1.4): the STS truncates `iat`/`exp` to whole seconds, so `expires_in` alone can run late.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
@@ -207,16 +211,17 @@ def _access_token(response: HTTPResponse, *, now: datetime, expected_jkt: str | 
         raise _InvalidResponseError("access_token is missing or not a non-empty string")
     token_type = _token_type(body, expected_jkt)
     # Reading our own token's claims unverified is fine: they are hints, and we are not its audience.
-    claims = unverified_claims(value) or {}
+    # None means the token is not a JWT (opaque, or encrypted): nothing in it can be checked.
+    claims = unverified_claims(value)
     jkt = _binding(claims, expected_jkt) if token_type is TokenType.DPOP else None
     return AccessToken(
         value=value,
         token_type=token_type,
         issued_at=now,
-        expires_at=now + timedelta(seconds=_expires_in(body)),
+        expires_at=_expires_at(body, claims, now),
         scopes=_scope_list(body, "scope"),
         rejected_scopes=_scope_list(body, "rejected_scope"),
-        audience=_audience(claims),
+        audience=_audience(claims or {}),
         jkt=jkt,
     )
 
@@ -233,15 +238,43 @@ def _token_type(body: Mapping[str, Any], expected_jkt: str | None) -> TokenType:
     return token_type
 
 
-def _binding(claims: Mapping[str, Any], expected_jkt: str | None) -> str | None:
-    """The key thumbprint the token is bound to; RFC 9449 §6.1 `cnf.jkt` must be the key we proved."""
+def _binding(claims: Mapping[str, Any] | None, expected_jkt: str | None) -> str | None:
+    """The key thumbprint a DPoP token is bound to.
+
+    A JWT must carry RFC 9449 §6.1 `cnf.jkt`, equal to the thumbprint of the key we proved: without it a
+    resource server has nothing to check the proof against, and the token would be a bearer token.
+    An opaque token cannot be read; what is checked instead is what the STS says about it: `token_type`
+    DPoP (RFC 9449 §5: the token is bound to the key of the request's proof; a Bearer answer to a proven
+    request is refused by _token_type), and the broker only ever proves it with that same key. The resource
+    server checks the binding itself, by introspection (RFC 9449 §6.2).
+    """
+    if claims is None:
+        return expected_jkt
     cnf = claims.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-    if expected_jkt is not None and jkt is not None and jkt != expected_jkt:
+    if expected_jkt is None:
+        return jkt if isinstance(jkt, str) else None
+    if jkt is None:
+        raise _InvalidResponseError("the DPoP access token carries no key binding (cnf.jkt)")
+    if jkt != expected_jkt:
         raise _InvalidResponseError("the access token is bound to another key (cnf.jkt)")
-    if expected_jkt is not None:
-        return expected_jkt
-    return jkt if isinstance(jkt, str) else None
+    return expected_jkt
+
+
+def _expires_at(body: Mapping[str, Any], claims: Mapping[str, Any] | None, now: datetime) -> datetime:
+    """`now` plus `expires_in`, or the JWT's `exp` when earlier; a token already past its `exp` is refused."""
+    by_expires_in = now + timedelta(seconds=_expires_in(body))
+    if claims is None or "exp" not in claims:
+        return by_expires_in
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+        raise _InvalidResponseError("the access token's exp is not a NumericDate")
+    if exp >= by_expires_in.timestamp():
+        return by_expires_in  # also keeps an absurd exp away from datetime's range
+    if exp <= now.timestamp():
+        # Our clock is past the token's exp: it is expired here, whatever expires_in says (clock skew?).
+        raise _InvalidResponseError("the access token's exp has already passed by the broker's clock")
+    return datetime.fromtimestamp(exp, UTC)
 
 
 def _expires_in(body: Mapping[str, Any]) -> int:

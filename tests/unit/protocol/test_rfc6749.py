@@ -14,7 +14,7 @@ from broker.protocol.rfc6749 import (
     parse_token_response,
 )
 
-from .support import NOW, access_token_jwt, response
+from .support import NOW, NOW_S, access_token_jwt, response
 
 ISSUER = "https://helseid-sts.test.nhn.no"
 JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
@@ -184,3 +184,63 @@ def test_protocol_error_is_raised_without_the_body_when_4xx_has_no_oauth_error()
         _parse(403, {"message": "secret-looking body"})
     assert "secret-looking" not in str(caught.value)
     assert caught.value.metadata["httpStatus"] == "403"
+
+
+# --- the binding of a DPoP token (issue 7, point 7) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"aud": "e-helse:sfm.api"}, {"cnf": {}}, {"cnf": {"x5t#S256": "abc"}}, {"cnf": "jkt"}],
+    ids=["no-cnf", "empty-cnf", "cnf-without-jkt", "cnf-not-an-object"],
+)
+def test_dpop_jwt_is_refused_when_it_carries_no_cnf_jkt(claims: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError, match=r"cnf\.jkt") as caught:
+        _parse(200, _success(access_token_jwt(claims)))
+    assert caught.value.reason == "PROTOCOL_VIOLATION"
+    print(f"\nDPoP JWT with claims {sorted(claims)} refused: {caught.value.message}")
+
+
+def test_opaque_dpop_token_is_bound_by_token_type_when_it_cannot_be_read() -> None:
+    # Nothing in an opaque token can be checked; token_type DPoP for a proven request is the STS's word.
+    token = _parse(200, _success("opaque-reference-token"))
+    assert (token.token_type, token.jkt) == (TokenType.DPOP, JKT)
+    with pytest.raises(ProtocolError, match="Bearer"):
+        _parse(200, _success("opaque-reference-token", token_type="Bearer"))
+
+
+# --- the expiry of a JWT: the earlier of expires_in and exp (issue 7, point 7) ------------------------------
+
+
+def test_expiry_is_the_jwt_exp_when_it_is_earlier_than_expires_in() -> None:
+    # The STS truncates iat to whole seconds: our request started 0.8 s into the second it issued in.
+    now = NOW + timedelta(milliseconds=800)
+    value = access_token_jwt({"cnf": {"jkt": JKT}, "iat": NOW_S, "exp": NOW_S + 60})
+    token = parse_token_response(
+        response(200, _success(value, expires_in=60)), now=now, issuer=ISSUER, expected_jkt=JKT
+    )
+    assert token.expires_at == NOW + timedelta(seconds=60)
+    assert token.issued_at == now
+    print(f"\nexpires_in 60 s from +0.8 s would end at +60.8 s; the token ends at its exp, +{60} s")
+
+
+def test_expiry_is_expires_in_when_the_jwt_exp_is_later_or_absent() -> None:
+    later = access_token_jwt({"cnf": {"jkt": JKT}, "exp": NOW_S + 7200})
+    absent = access_token_jwt({"cnf": {"jkt": JKT}})
+    for value in (later, absent, "opaque"):
+        token = _parse(200, _success(value, expires_in=300))
+        assert token.expires_at == NOW + timedelta(seconds=300)
+
+
+@pytest.mark.parametrize(
+    ("exp", "message"),
+    [
+        (NOW_S, "already passed"),
+        (NOW_S - 5, "already passed"),
+        ("soon", "NumericDate"),
+        (True, "NumericDate"),
+    ],
+)
+def test_jwt_is_refused_when_its_exp_is_past_or_not_a_date(exp: object, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        _parse(200, _success(access_token_jwt({"cnf": {"jkt": JKT}, "exp": exp})))
