@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from broker.errors import ConfigurationError, InvalidRequestError
 from broker.model import Caller, Client, SigningKey, Target, Tenancy, Tenant, TokenType
-from broker.protocol import helseid, keys
+from broker.protocol import helseid, keys, rfc3986
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 _E = TypeVar("_E", Tenancy, TokenType)
@@ -206,15 +206,26 @@ def _parse_target(path: str, table: Mapping[str, Any], name: str) -> Target:
     if not scopes:
         raise ConfigurationError(f"{path}.scopes", "needs at least one scope")
     token_type = _enum(TokenType, _token_type_name(table.get("token_type", "dpop")), f"{path}.token_type")
-    allowed_urls = _strings(table, "allowed_urls", path)
-    for index, url in enumerate(allowed_urls):
-        _absolute_url(url, f"{path}.allowed_urls[{index}]")
+    # Normalised once here, so requests compare against the form their own URLs are normalised to.
+    allowed_urls = tuple(
+        _url_prefix(url, f"{path}.allowed_urls[{index}]")
+        for index, url in enumerate(_strings(table, "allowed_urls", path))
+    )
     resource = table.get("resource")
     if resource is not None and (not isinstance(resource, str) or not resource):
         raise ConfigurationError(f"{path}.resource", "must be a non-empty string")
     return Target(
         name=name, scopes=scopes, resource=resource, token_type=token_type, allowed_urls=allowed_urls
     )
+
+
+def _url_prefix(url: str, path: str) -> str:
+    if "?" in url or "#" in url:
+        raise ConfigurationError(path, "a URL prefix has no query or fragment")
+    try:
+        return rfc3986.normalize_http_url(url, field=path)
+    except InvalidRequestError as exc:
+        raise ConfigurationError(path, exc.description) from exc
 
 
 def _parse_tenant(

@@ -14,18 +14,16 @@ import hashlib
 import re
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from broker.errors import InvalidRequestError
 from broker.model import PrivateKey, SigningKey
-from broker.protocol import keys
+from broker.protocol import keys, rfc3986
 from broker.protocol.http import HTTPResponse
 from broker.protocol.rfc7519 import numeric_date
 
 DPOP_PROOF_TYPE: Final = "dpop+jwt"
 USE_DPOP_NONCE: Final = "use_dpop_nonce"
 
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _TCHARS: Final = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 §5.6.2
 _METHOD: Final = re.compile(_TCHARS)
 _NONCE: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 9449 §8.1: 1*NQCHAR
@@ -68,26 +66,12 @@ def build_dpop_proof(
     return keys.sign_jwt(key, _proof_header(key), claims)
 
 
-@functools.lru_cache(maxsize=1024)
 def normalize_htu(url: str) -> str:
-    """`url` as an `htu` value: no query or fragment, lower-case scheme and host, no default port, "/" for
-    an empty path. InvalidRequestError("url") unless it is an absolute http(s) URL without user info."""
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    host = parts.hostname  # lower-cased by urlsplit, IPv6 brackets removed
-    if scheme not in _DEFAULT_PORTS or not host:
-        raise InvalidRequestError("url", "must be an absolute http or https URL")
-    if parts.username is not None or parts.password is not None:
-        # RFC 9110 §4.2.4: user info must not be sent in a target URI, so no proof should name one.
-        raise InvalidRequestError("url", "must not contain user information")
-    try:
-        port = parts.port
-    except ValueError:
-        raise InvalidRequestError("url", "has an invalid port") from None
-    netloc = f"[{host}]" if ":" in host else host
-    if port is not None and port != _DEFAULT_PORTS[scheme]:
-        netloc = f"{netloc}:{port}"
-    return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
+    """`url` as an `htu` value (§4.2: no query or fragment), in the RFC 3986 normal form that §4.3 step 9
+    compares; InvalidRequestError("url") when it is not an http(s) URL the broker signs for.
+
+    Not cached: the URL is a caller's, and a cache keyed by it grows with what callers send."""
+    return rfc3986.normalize_http_url(url, field="url")
 
 
 @functools.lru_cache(maxsize=1024)  # a cached token is proven many times; hash it once

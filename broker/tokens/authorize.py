@@ -10,16 +10,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
 
 from broker.errors import InvalidRequestError, PermissionDeniedError, Reason
 from broker.model import AccessToken, TokenType
-from broker.protocol import rfc9449
+from broker.protocol import rfc3986, rfc9449
 from broker.tokens.engine import TokenEngine
 from broker.tokens.routes import Route
 
-# RFC 9110 §9.1: a method is a token; proofs carry it upper-case.
-_METHOD = re.compile(r"^[A-Za-z]{1,16}$")
+# RFC 9110 §9.1: a method is a token; the ones APIs use are letters, and proofs carry them upper-case.
+_METHOD = re.compile(r"[A-Za-z]{1,16}")
+_REFUSED_METHODS = frozenset({"CONNECT", "TRACE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +54,33 @@ class RequestAuthorizer:
 
 
 def check_request(route: Route, http_method: str, url: str) -> str:
-    """The proof's `htu` for a request the route's target allows; the errors name what is wrong."""
-    if not _METHOD.match(http_method):
-        raise InvalidRequestError("http_method", "must be an HTTP method such as GET or POST")
-    htu = rfc9449.normalize_htu(url)
-    if not is_allowed_url(htu, route.target.allowed_urls):
+    """The proof's `htu` (the RFC 3986 normal form of `url`) for a request the route's target allows.
+
+    InvalidRequestError names `http_method` or `url` when either is malformed or in a refused form;
+    PermissionDeniedError (URL_NOT_ALLOWED) when the normalised URL is under none of the target's prefixes.
+    """
+    check_method(http_method)
+    htu = rfc3986.normalize_http_url(url, field="url")
+    if not _is_under_a_prefix(htu, route.target.allowed_urls):
+        # The URL is not echoed: its path can name a patient.
         raise PermissionDeniedError(
             f"target {route.target.name!r} does not allow requests to this URL",
             reason=Reason.URL_NOT_ALLOWED,
-            url=htu,
+            target=route.target.name,
         )
     return htu
+
+
+def check_method(http_method: str) -> str:
+    """The method upper-cased, as a proof's `htm` carries it; InvalidRequestError("http_method") unless it is
+    1..16 ASCII letters, and for CONNECT and TRACE, which no API request needs a proof for."""
+    if not _METHOD.fullmatch(http_method):
+        raise InvalidRequestError("http_method", "must be an HTTP method of 1 to 16 letters, such as GET")
+    method = http_method.upper()
+    if method in _REFUSED_METHODS:
+        # CONNECT opens a tunnel and TRACE echoes the request (headers and all) back to the sender.
+        raise InvalidRequestError("http_method", f"{method} requests get no proof")
+    return method
 
 
 def headers_for(
@@ -85,16 +101,22 @@ def headers_for(
     return RequestAuthorization(f"DPoP {token.value}", proof, token)
 
 
-def is_allowed_url(htu: str, allowed_prefixes: tuple[str, ...]) -> bool:
-    """True when the URL has the origin of an allowed prefix and its path starts with the prefix's path."""
-    parts = urlsplit(htu)
+def is_allowed_url(url: str, allowed_prefixes: tuple[str, ...]) -> bool:
+    """True when `url` normalises (RFC 3986) and lies under one of the prefixes, which must be normalised
+    already (the configuration does that at load)."""
+    try:
+        htu = rfc3986.normalize_http_url(url)
+    except InvalidRequestError:
+        return False
+    return _is_under_a_prefix(htu, allowed_prefixes)
+
+
+def _is_under_a_prefix(htu: str, allowed_prefixes: tuple[str, ...]) -> bool:
+    """Compared as strings on normalised forms, at a segment boundary: `/api` and `/api/` both allow `/api`
+    and `/api/x`, never `/apix`. The origin cannot bleed into the path: a normal form's authority ends at
+    the first "/", so equal text up to there means equal scheme, host and port."""
     for prefix in allowed_prefixes:
-        allowed = urlsplit(rfc9449.normalize_htu(prefix))
-        if (parts.scheme, parts.netloc) != (allowed.scheme, allowed.netloc):
-            continue
-        base = allowed.path or "/"
-        if parts.path == base.rstrip("/") or parts.path.startswith(
-            base if base.endswith("/") else base + "/"
-        ):
+        base = prefix.removesuffix("/")
+        if htu == base or htu.startswith(base + "/"):
             return True
     return False
