@@ -4,6 +4,13 @@ A lease is a key holding the fencing number of its holder, with a TTL; the fenci
 counter that only grows, so a holder whose lease expired (a slow or dead replica) can be told apart from
 the one that took over. Writes that need the lease compare the fencing number in the same Lua script
 (`WRITE_IF_HOLDER_GUARD`), so a stale holder can never overwrite a newer result.
+
+The counter has a TTL too (`FENCE_TTL`, renewed by every acquisition), or every session id ever refreshed
+would leave one key in Redis forever. A fencing number only matters while its holder may still write, and
+a holder writes within its lease (seconds, renewed while it works) or is refused. Only a holder stalled for
+over a day between taking its lease and writing could meet a counter that started again, and then only if
+the new counter had reached its very number and that lease were live. We accept that over a number derived
+from the clock, which would trust Redis's wall clock never to step back.
 """
 
 from __future__ import annotations
@@ -15,10 +22,14 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-# KEYS: lease, fence. ARGV: lease ms. Returns the new fencing number, or 0 while someone holds the lease.
+FENCE_TTL = timedelta(days=1)
+
+# KEYS: lease, fence. ARGV: lease ms, fence ms. Returns the new fencing number, or 0 while someone holds
+# the lease.
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local fencing = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], fencing, 'PX', ARGV[1])
 return fencing
 """
@@ -75,7 +86,8 @@ class RedisLeases:
 
     async def acquire(self, key: str, ttl: timedelta) -> FencedLease | None:
         keys = [self._name(key, "lease"), self._name(key, "fence")]
-        fencing = int(await self._guard("lease", self._acquire(keys=keys, args=[milliseconds(ttl)])))
+        args = [milliseconds(ttl), milliseconds(max(FENCE_TTL, 100 * ttl))]
+        fencing = int(await self._guard("lease", self._acquire(keys=keys, args=args)))
         return FencedLease(key, fencing) if fencing else None
 
     async def renew(self, lease: Lease, ttl: timedelta) -> bool:

@@ -12,45 +12,58 @@ from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
 from broker.model import AccessToken, PendingLogin, Session
+from broker.store.bounded import ExpiringMap
 from broker.store.leases import FencedLease, Lease
 
 V = TypeVar("V")
 
+# Caps on what callers can make this process hold. Pending logins are the cheapest to create (one
+# StartLogin each) and live ten minutes, so they have the smallest cap; past it the oldest goes first.
+MAX_PENDING_LOGINS = 10_000
+MAX_SESSIONS = 100_000
+MAX_SESSION_TOKENS = 100_000
+
 
 class _Expiring(Generic[V]):
-    def __init__(self, clock: Callable[[], datetime]) -> None:
+    """Entries with a time to live, swept when expired and capped in number (see store.bounded)."""
+
+    def __init__(self, clock: Callable[[], datetime], capacity: int) -> None:
         self._clock = clock
-        self._items: dict[str, tuple[V, datetime]] = {}
+        self._items: ExpiringMap[str, V] = ExpiringMap(capacity, clock)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def put(self, key: str, value: V, ttl: timedelta) -> None:
-        self._items[key] = (value, self._clock() + ttl)
+        self._items.put(key, value, self._clock() + ttl)
 
     def get(self, key: str) -> V | None:
-        item = self._items.get(key)
-        if item is None:
-            return None
-        if self._clock() >= item[1]:
-            del self._items[key]
-            return None
-        return item[0]
+        return self._items.get(key)
 
     def pop(self, key: str) -> V | None:
-        value = self.get(key)
-        self._items.pop(key, None)
-        return value
+        return self._items.pop(key)
 
     def drop_prefix(self, prefix: str) -> None:
-        for key in [key for key in self._items if key.startswith(prefix)]:
-            del self._items[key]
+        self._items.drop(lambda key: key.startswith(prefix))
 
 
 class MemorySessionStore:
     def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._pending: _Expiring[PendingLogin] = _Expiring(clock)
-        self._sessions: _Expiring[Session] = _Expiring(clock)
-        self._tokens: _Expiring[AccessToken] = _Expiring(clock)
-        self._leases: _Expiring[int] = _Expiring(clock)
+        self._pending: _Expiring[PendingLogin] = _Expiring(clock, MAX_PENDING_LOGINS)
+        self._sessions: _Expiring[Session] = _Expiring(clock, MAX_SESSIONS)
+        self._tokens: _Expiring[AccessToken] = _Expiring(clock, MAX_SESSION_TOKENS)
+        # Leases are taken only for sessions that exist (the session service reads the session first).
+        self._leases: _Expiring[int] = _Expiring(clock, MAX_SESSIONS)
         self._fencing = itertools.count(1)
+
+    def sizes(self) -> dict[str, int]:
+        """How many entries each map holds (for tests and diagnostics)."""
+        return {
+            "pending": len(self._pending),
+            "sessions": len(self._sessions),
+            "tokens": len(self._tokens),
+            "leases": len(self._leases),
+        }
 
     async def put_pending(self, state: str, login: PendingLogin, ttl: timedelta) -> None:
         self._pending.put(state, login, ttl)

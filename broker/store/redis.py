@@ -4,11 +4,12 @@ Keys of one cache key share a hash tag (`{...}`), so the Lua scripts stay valid 
 
     broker:v1:{<cache key>}:tok     the sealed token, TTL = until the broker stops serving it
     broker:v1:{<cache key>}:lease   the fencing number of the replica fetching it, TTL = lease time
-    broker:v1:{<cache key>}:fence   the last fencing number handed out (only grows)
-    broker:v1:nonce:{<issuer>}      the issuer's last DPoP nonce
+    broker:v1:{<cache key>}:fence   the last fencing number handed out (TTL = leases.FENCE_TTL)
+    broker:v1:nonce:{<issuer>}      the issuer's last DPoP nonce, TTL = NONCE_TTL
     broker:v1:renewed               pub/sub channel: "<fencing> <cache key>" after each stored renewal
 
-Every Redis fault becomes a StoreUnavailableError; the engine goes on without the store.
+Every key has a TTL. Every Redis fault becomes a StoreUnavailableError (`redis_client.guarded`); the engine
+goes on without the store.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import Any, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from broker.errors import StoreUnavailableError
 from broker.model import AccessToken
 from broker.store.codec import SealedCodec
 from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
 from broker.store.leases import milliseconds as _ms
+from broker.store.redis_client import connect, guarded
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,12 +72,7 @@ class RedisTokenStore:
     @classmethod
     def from_url(cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)) -> RedisTokenStore:
         seconds = timeout.total_seconds()
-        # A blocking pool: a burst waits up to `timeout` for a connection instead of failing at once
-        # (redis-py's default pool raises when all connections are busy, which looks like Redis being down).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=seconds, socket_timeout=seconds, socket_connect_timeout=seconds
-        )
-        client = aioredis.Redis(connection_pool=pool)
+        client = connect(url, timeout)
         # Pub/sub blocks on reads by design, so it gets a connection without a read timeout.
         listener = aioredis.Redis.from_url(url, socket_connect_timeout=seconds, health_check_interval=10)
         return cls(client, SealedCodec(key), listener)
@@ -168,10 +164,7 @@ class RedisTokenStore:
             callback(cache_key)
 
     async def _call(self, operation: str, call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"redis {operation} failed: {type(exc).__name__}") from exc
+        return await guarded(operation, call)
 
     async def close(self) -> None:
         self._closing = True

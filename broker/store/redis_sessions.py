@@ -4,11 +4,12 @@
     broker:v1:{sess:<key>}:session          the session: refresh token and user identity (TTL: rt_expires_in)
     broker:v1:{sess:<key>}:tok:<target>     a session's access token for a target
     broker:v1:{sess:<key>}:lease            the fencing number of the replica refreshing the session
-    broker:v1:{sess:<key>}:fence            the last fencing number handed out
+    broker:v1:{sess:<key>}:fence            the last fencing number handed out (TTL: leases.FENCE_TTL)
 
-`<key>` is a hash of the session id, never the id: the id is the caller's credential. One hash tag per
-session keeps the Lua scripts valid on Redis Cluster. Sessions survive a broker restart, and a Redis restart
-when Redis persists (AOF or RDB).
+Every key has a TTL, and an unknown session id writes nothing (the session service reads the session
+before it takes a lease). `<key>` is a hash of the session id, never the id: the id is the caller's
+credential. One hash tag per session keeps the Lua scripts valid on Redis Cluster. Sessions survive a
+broker restart, and a Redis restart when Redis persists (AOF or RDB).
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from datetime import timedelta
 from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
-from broker.errors import StoreUnavailableError
 from broker.model import AccessToken, PendingLogin, Session
 from broker.store.codec import SealedCodec
 from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
 from broker.store.leases import milliseconds as _ms
 from broker.store.redis import PREFIX
+from broker.store.redis_client import connect, guarded
 
 T = TypeVar("T")
 
@@ -58,14 +58,7 @@ class RedisSessionStore:
     def from_url(
         cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)
     ) -> RedisSessionStore:
-        seconds = timeout.total_seconds()
-        # A blocking pool: a burst waits up to `timeout` for a connection instead of failing at once
-        # (redis-py's default pool raises when all connections are busy, which looks like Redis being down).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=seconds, socket_timeout=seconds, socket_connect_timeout=seconds
-        )
-        client = aioredis.Redis(connection_pool=pool)
-        return cls(client, SealedCodec(key))
+        return cls(connect(url, timeout), SealedCodec(key))
 
     async def put_pending(self, state: str, login: PendingLogin, ttl: timedelta) -> None:
         record = _pending(state)
@@ -88,10 +81,7 @@ class RedisSessionStore:
     async def delete(self, session_key: str) -> None:
         # Glob-escape the hash tag's braces; the pattern then matches exactly this session's records.
         pattern = _session(session_key, "*").replace("{", "\\{").replace("}", "\\}")
-        try:
-            keys = [key async for key in self._redis.scan_iter(match=pattern)]
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"redis session operation failed: {type(exc).__name__}") from exc
+        keys = await self._call(self._matching(pattern))
         if keys:
             await self._call(self._redis.delete(*keys))
 
@@ -135,11 +125,11 @@ class RedisSessionStore:
         ]
         return bool(await self._call(self._save(keys=keys, args=args)))
 
+    async def _matching(self, pattern: str) -> list[bytes]:
+        return [key async for key in self._redis.scan_iter(match=pattern)]
+
     async def _call(self, call: Awaitable[T]) -> T:
-        try:
-            return await call
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailableError(f"redis session operation failed: {type(exc).__name__}") from exc
+        return await guarded("session operation", call)
 
     async def close(self) -> None:
         await self._redis.aclose()
