@@ -22,10 +22,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, cast
 
-import grpc
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from broker.api.policy import CallerPolicy
+from broker.api.rpc import Guard, Unary
+from broker.api.server import SERVICE
 from broker.api.servicer import TokenBrokerServicer
 from broker.app import build_broker
 from broker.config import load_config
@@ -45,6 +47,16 @@ class HitPath:
     def lines(self) -> list[str]:
         width = max(len(name) for name in self.timings_us)
         return [f"  {name.ljust(width)}  {value:8.1f} us" for name, value in self.timings_us.items()]
+
+
+class _BenchContext:
+    """What the guard asks of a gRPC context on the success path: no deadline, no credential."""
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
 
 
 async def _per_call_async(call: Callable[[], Awaitable[Any]], calls: int = _CALLS, loops: int = 3) -> float:
@@ -81,8 +93,17 @@ async def _measure(
     config = load_config(config_path, environ=environ)
     broker = build_broker(config)
     try:
-        servicer = TokenBrokerServicer(broker.engine, broker.scheduler)
-        context = cast("grpc.aio.ServicerContext[object, object]", None)  # only the error path uses it
+        # The handlers as the server runs them: through the guard (identity, limits, grants, audit).
+        handlers = TokenBrokerServicer(broker.engine, broker.scheduler).handlers()
+        guard = Guard(CallerPolicy({}), broker.engine.metrics)
+
+        def guarded(name: str) -> Callable[[Any, Any], Awaitable[Any]]:
+            return guard.unary(SERVICE.methods_by_name[name], cast("Unary[Any, Any]", handlers[name]))
+
+        get_info, get_token_rpc, authorize_rpc = (
+            guarded(name) for name in ("GetBrokerInfo", "GetToken", "AuthorizeRequest")
+        )
+        context = _BenchContext()
         info = pb.GetBrokerInfoRequest()
         get_token = pb.GetTokenRequest(tenant=tenant, target=target)
         authorize = pb.AuthorizeRequestRequest(tenant=tenant, target=target, http_method="GET", url=url)
@@ -105,10 +126,10 @@ async def _measure(
             )
 
         timings = {
-            "GetBrokerInfo handler": await _per_call_async(lambda: servicer.GetBrokerInfo(info, context)),
-            "GetToken handler (hit)": await _per_call_async(lambda: servicer.GetToken(get_token, context)),
+            "GetBrokerInfo handler": await _per_call_async(lambda: get_info(info, context)),
+            "GetToken handler (hit)": await _per_call_async(lambda: get_token_rpc(get_token, context)),
             "AuthorizeRequest handler (hit)": await _per_call_async(
-                lambda: servicer.AuthorizeRequest(authorize, context)
+                lambda: authorize_rpc(authorize, context)
             ),
             "  of which engine.get_token": await _per_call_async(
                 lambda: broker.engine.get_token(tenant, target)
@@ -121,7 +142,7 @@ async def _measure(
             profiler = cProfile.Profile()
             profiler.enable()
             for _ in range(_CALLS):
-                await servicer.AuthorizeRequest(authorize, context)
+                await authorize_rpc(authorize, context)
             profiler.disable()
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)

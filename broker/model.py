@@ -135,6 +135,8 @@ class PendingLogin:
     code_verifier: str = field(repr=False)
     nonce: str = field(repr=False)
     expires_at: datetime
+    # The caller that started the login; only it may complete it (None: the broker has no callers).
+    caller: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +150,8 @@ class Session:
     expires_at: datetime
     user: UserIdentity
     created_at: datetime
+    # The caller that completed the login (for the audit trail; who may use the session is the grant rule).
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

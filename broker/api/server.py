@@ -11,13 +11,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
+from broker.api import fields
 from broker.api.policy import CallerPolicy
+from broker.api.rpc import AuditTrail, Guard, StsCharge
 from broker.api.servicer import TokenBrokerServicer, UserServices
 from broker.model import Caller
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
 from broker.v1 import token_broker_service_pb2 as pb
-from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +30,8 @@ class ServerTls:
     client_ca: bytes | None = field(default=None, repr=False)
 
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TokenBrokerService"].full_name
+SERVICE = pb.DESCRIPTOR.services_by_name["TokenBrokerService"]
+SERVICE_NAME = SERVICE.full_name
 
 
 def create_server(
@@ -42,16 +44,27 @@ def create_server(
     trace_rpcs: bool = False,
     callers: Mapping[str, Caller] | None = None,
     tls: ServerTls | None = None,
+    audit: AuditTrail | None = None,
+    limiter: StsCharge | None = None,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
-    """Returns the server (not started), the port it bound and its health servicer."""
-    options = [("grpc.so_reuseport", 1 if reuse_port else 0)]
+    """Returns the server (not started), the port it bound and its health servicer.
+
+    Every RPC of the broker's service passes `rpc.Guard`; health checking and reflection are open, like
+    the probes and tools that use them expect (they reveal no tenant, token or caller).
+    """
+    options = [
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+        # A larger request is refused by gRPC before it is decoded (RESOURCE_EXHAUSTED).
+        ("grpc.max_receive_message_length", fields.MAX_REQUEST_BYTES),
+    ]
     # The OpenTelemetry interceptor makes each RPC a server span, parent of the cache and STS spans, and
     # continues a caller's trace (W3C traceparent in the metadata).
     interceptors = [aio_server_interceptor()] if trace_rpcs else []  # type: ignore[no-untyped-call]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    pb_grpc.add_TokenBrokerServiceServicer_to_server(
-        TokenBrokerServicer(engine, scheduler, users, CallerPolicy(callers or {})), server
-    )  # type: ignore[no-untyped-call]
+    guard = Guard(CallerPolicy(callers or {}), engine.metrics, audit=audit, limiter=limiter)
+    server.add_generic_rpc_handlers(
+        (guard.service(SERVICE, TokenBrokerServicer(engine, scheduler, users).handlers()),)
+    )
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

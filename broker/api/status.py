@@ -24,6 +24,7 @@ from broker.errors import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitedError,
+    Reason,
     UnauthenticatedError,
 )
 
@@ -50,27 +51,45 @@ def status_code(error: BrokerError) -> grpc.StatusCode:
     return grpc.StatusCode.UNAVAILABLE if error.retryable else grpc.StatusCode.INTERNAL
 
 
+# Whatever an error echoes (a tenant name, a URL) is cut to these lengths, so a status stays well under
+# 1 KB however large the caller's input was.
+MAX_MESSAGE = 300
+MAX_METADATA_VALUE = 120
+
+
 def to_status(error: BrokerError) -> grpc.Status:
     code = status_code(error)
-    details = [
-        _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata))
-    ]
+    metadata = {key: _cut(value, MAX_METADATA_VALUE) for key, value in error.metadata.items()}
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))]
     if isinstance(error, InvalidRequestError):
         violation = error_details_pb2.BadRequest.FieldViolation(
-            field=error.field, description=error.description
+            field=_cut(error.field, MAX_METADATA_VALUE), description=_cut(error.description, MAX_MESSAGE)
         )
         details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
     if isinstance(error, IdpUnavailableError | RateLimitedError):
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after))))
-    status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
+    status = status_pb2.Status(code=code.value[0], message=_cut(error.message, MAX_MESSAGE), details=details)
     return rpc_status.to_status(status)
+
+
+def deadline_status() -> grpc.Status:
+    """The caller's deadline passed while the broker worked for it."""
+    info = error_details_pb2.ErrorInfo(reason=Reason.DEADLINE_EXCEEDED, domain=DOMAIN)
+    status = status_pb2.Status(
+        code=code_pb2.DEADLINE_EXCEEDED, message="the caller's deadline passed", details=[_pack(info)]
+    )
+    return rpc_status.to_status(status)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def internal_status(exc: BaseException) -> grpc.Status:
     """An unexpected exception: logged with an incident id the caller also gets, without its text."""
     incident = uuid.uuid4().hex
     _log.error("unexpected error, incident %s", incident, exc_info=exc)
-    info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=DOMAIN, metadata={"incident": incident})
+    info = error_details_pb2.ErrorInfo(reason=Reason.INTERNAL, domain=DOMAIN, metadata={"incident": incident})
     status = status_pb2.Status(
         code=code_pb2.INTERNAL, message=f"internal error (incident {incident})", details=[_pack(info)]
     )

@@ -69,6 +69,7 @@ class LoginService:
         *,
         redirect_uri: str | None = None,
         login_hint: str | None = None,
+        caller: str | None = None,
     ) -> LoginStart:
         routes = self._login_routes(tenant, targets)
         client = routes[0].client
@@ -97,17 +98,34 @@ class LoginService:
         url, par_expires_at = await self._endpoints.push_authorization(client, parameters, routes[0].details)
         expires_at = min(self._clock() + LOGIN_LIFETIME, max(par_expires_at, self._clock() + LOGIN_LIFETIME))
         pending = PendingLogin(
-            tenant, tuple(r.target.name for r in routes), redirect, verifier, nonce, expires_at
+            tenant, tuple(r.target.name for r in routes), redirect, verifier, nonce, expires_at, caller
         )
         await self._store.put_pending(state, pending, expires_at - self._clock())
         return LoginStart(url, state, expires_at)
 
-    async def complete(self, *, state: str, code: str, issuer: str) -> NewSession:
+    async def complete(
+        self,
+        *,
+        state: str,
+        code: str,
+        issuer: str,
+        caller: str | None = None,
+        allow: Callable[[str, Sequence[str]], None] | None = None,
+    ) -> NewSession:
+        """Redeems the callback's code. Only the caller that started the login may complete it, and only
+        while it may still use the login's tenant and targets (`allow` raises otherwise). A login tried by
+        another caller is spent: its state has leaked, so nobody completes it."""
         pending = await self._store.take_pending(state)
         if pending is None or pending.expires_at <= self._clock():
             raise InvalidRequestError(
                 "state", "unknown, expired or already used login state", reason=Reason.LOGIN_STATE_UNKNOWN
             )
+        if pending.caller != caller:
+            raise PermissionDeniedError(
+                "the login was started by another caller", reason=Reason.CALLER_NOT_ALLOWED
+            )
+        if allow is not None:
+            allow(pending.tenant, pending.targets)
         first = self._routes.resolve(pending.tenant, pending.targets[0])
         client = first.client
         # RFC 9207: the authorization response names its issuer; a mix-up attack would name another.
@@ -140,6 +158,7 @@ class LoginService:
             expires_at=tokens.refresh_expires_at or now + DEFAULT_SESSION_LIFETIME,
             user=user,
             created_at=now,
+            owner=caller,
         )
         await self._store.create(session, session.expires_at - now)
         token = tokens.access_token

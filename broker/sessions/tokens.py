@@ -60,30 +60,55 @@ class SessionTokens:
         self._memory: dict[tuple[str, str], tuple[AccessToken, datetime, str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def token(self, session_id: str, target: str, min_remaining: timedelta = _NO_TIME) -> AccessToken:
-        return (await self.token_and_route(session_id, target, min_remaining))[0]
+    async def token(
+        self,
+        session_id: str,
+        target: str,
+        min_remaining: timedelta = _NO_TIME,
+        *,
+        allow: Callable[[str], None] | None = None,
+    ) -> AccessToken:
+        return (await self.token_and_route(session_id, target, min_remaining, allow=allow))[0]
 
     async def token_and_route(
-        self, session_id: str, target: str, min_remaining: timedelta = _NO_TIME
+        self,
+        session_id: str,
+        target: str,
+        min_remaining: timedelta = _NO_TIME,
+        *,
+        allow: Callable[[str], None] | None = None,
     ) -> tuple[AccessToken, Route]:
-        """The token, and the route (tenant, target, client) it belongs to, for signing proofs with it."""
+        """The token, and the route (tenant, target, client) it belongs to, for signing proofs with it.
+
+        `allow(tenant)` raises when the caller may not use the session's tenant; it runs before anything
+        is read for or done with the session beyond learning its tenant.
+        """
         if not session_id:
             raise InvalidRequestError("session_id", "is required")
         key = session_key(session_id)
         cached = self._memory.get((key, target))
+        if cached is not None and allow is not None:
+            allow(cached[2])
         if cached is None or self._clock() + min_remaining >= cached[1]:
+            if cached is None:
+                # An unknown session costs one read and nothing else: no lock, no lease, no write.
+                session = await self._live_session(key)
+                if allow is not None:
+                    allow(session.tenant)
             async with self._locks.setdefault(key, asyncio.Lock()):
                 await self._token_serialised(key, target, min_remaining)
             cached = self._memory[(key, target)]
         token, _, tenant = cached
         return token, self._routes.resolve(tenant, target)
 
-    async def end(self, session_id: str) -> bool:
+    async def end(self, session_id: str, *, allow: Callable[[str], None] | None = None) -> bool:
         """Revokes the session's refresh token at the STS (where it offers revocation) and deletes it."""
         key = session_key(session_id)
         session = await self._store.get(key)
         if session is None:
             raise NotFoundError("no such session", reason=Reason.SESSION_NOT_FOUND)
+        if allow is not None:
+            allow(session.tenant)
         client = self._routes.resolve(session.tenant, session.targets[0]).client
         revoked = await self._endpoints.revoke_refresh_token(client, session.refresh_token)
         await self._store.delete(key)

@@ -119,6 +119,7 @@ def _session_to_dict(session: Session) -> dict[str, object]:
         "expires_at": session.expires_at.timestamp(),
         "user": asdict(session.user),
         "created_at": session.created_at.timestamp(),
+        "owner": session.owner,
     }
 
 
@@ -134,6 +135,7 @@ def _session_from_dict(data: dict[str, object]) -> Session:
         expires_at=_instant(data["expires_at"]),
         user=UserIdentity(**{str(k): (None if v is None else str(v)) for k, v in user.items()}),  # type: ignore[arg-type]
         created_at=_instant(data["created_at"]),
+        owner=_optional(data.get("owner")),
     )
 
 
@@ -145,6 +147,7 @@ def _pending_to_dict(login: PendingLogin) -> dict[str, object]:
         "code_verifier": login.code_verifier,
         "nonce": login.nonce,
         "expires_at": login.expires_at.timestamp(),
+        "caller": login.caller,
     }
 
 
@@ -156,4 +159,9 @@ def _pending_from_dict(data: dict[str, object]) -> PendingLogin:
         code_verifier=str(data["code_verifier"]),
         nonce=str(data["nonce"]),
         expires_at=_instant(data["expires_at"]),
+        caller=_optional(data.get("caller")),
     )
+
+
+def _optional(value: object) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,137 @@
+"""The size and shape of every request field, checked first: before a handler runs, before anything parses it.
+
+The rules are keyed by field name, so the same field has the same limit in every RPC, and a validator is
+compiled per request type from its proto descriptor: a string or duration field without a rule here stops
+the broker at start (a new field cannot go unchecked), and `(google.api.field_behavior) = REQUIRED` in the
+proto is what makes a field required. Errors name the field and never echo its value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from google.api import field_behavior_pb2
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from broker.errors import InvalidRequestError
+
+# gRPC refuses larger request messages before they are even decoded (see server.py).
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_URL_LENGTH = 2048
+MAX_MIN_REMAINING = timedelta(hours=24)
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_VISIBLE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces: URLs, tokens, codes
+_NQCHAR = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 9449 §8 nonce characters
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
+_METHOD = re.compile(r"[A-Za-z]+")
+_TEXT = re.compile(r"[^\x00-\x1f\x7f]+")  # any printable text, for a login hint
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    max_length: int
+    pattern: re.Pattern[str]
+    shape: str  # what the error says a valid value looks like
+    max_items: int = 1  # for repeated fields
+
+
+NAME_SHAPE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+RULES: dict[str, Rule] = {
+    "tenant": Rule(64, _NAME, NAME_SHAPE),
+    "target": Rule(64, _NAME, NAME_SHAPE),
+    "targets": Rule(64, _NAME, NAME_SHAPE, max_items=16),
+    "http_method": Rule(16, _METHOD, "an HTTP method such as GET or POST"),
+    "url": Rule(MAX_URL_LENGTH, _VISIBLE, "an absolute https URL of printable ASCII"),
+    "dpop_nonce": Rule(512, _NQCHAR, "the resource server's DPoP-Nonce value"),
+    "subject_token": Rule(16 * 1024, _VISIBLE, "a token of printable ASCII"),
+    "session_id": Rule(128, _BASE64URL, "the session id CompleteLogin returned"),
+    "state": Rule(256, _VISIBLE, "the state StartLogin returned"),
+    "code": Rule(2048, _VISIBLE, "the code of the login callback"),
+    "issuer": Rule(2048, _VISIBLE, "the iss of the login callback"),
+    "redirect_uri": Rule(MAX_URL_LENGTH, _VISIBLE, "one of the client's redirect_uris"),
+    "login_hint": Rule(256, _TEXT, "printable text"),
+}
+DURATIONS: dict[str, timedelta] = {"min_remaining_lifetime": MAX_MIN_REMAINING}
+
+Check = Callable[[Any], None]
+
+
+def validator(descriptor: Descriptor) -> Check:
+    """Compiles the checks of one request type; raises LookupError for a field without a rule."""
+    checks = [_field_check(field) for field in descriptor.fields]
+
+    def check(request: Any) -> None:
+        for field_check in checks:
+            field_check(request)
+
+    return check
+
+
+def _field_check(field: FieldDescriptor) -> Check:
+    required = field_behavior_pb2.REQUIRED in field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    name = field.name
+    if field.message_type is not None and field.message_type.full_name == "google.protobuf.Duration":
+        return _duration_check(name, DURATIONS[name])
+    if field.type != FieldDescriptor.TYPE_STRING:
+        raise LookupError(f"no input rule for {field.full_name}")
+    rule = RULES[name]
+    if field.is_repeated:
+        return _repeated_check(name, rule, required)
+    return _string_check(name, rule, required)
+
+
+def _string_check(name: str, rule: Rule, required: bool) -> Check:
+    def check(request: Any) -> None:
+        value: str = getattr(request, name)
+        if not value:
+            if required:
+                raise InvalidRequestError(name, "is required")
+            return
+        _check_value(name, value, rule)
+
+    return check
+
+
+def _repeated_check(name: str, rule: Rule, required: bool) -> Check:
+    def check(request: Any) -> None:
+        values = getattr(request, name)
+        if required and not values:
+            raise InvalidRequestError(name, "name at least one")
+        if len(values) > rule.max_items:
+            raise InvalidRequestError(name, f"at most {rule.max_items} values")
+        for index, value in enumerate(values):
+            _check_value(f"{name}[{index}]", value, rule)
+
+    return check
+
+
+def _check_value(name: str, value: str, rule: Rule) -> None:
+    # The length first: a pattern over megabytes would already be work a caller chose for us.
+    if len(value) > rule.max_length:
+        raise InvalidRequestError(name, f"longer than {rule.max_length} characters")
+    if rule.pattern.fullmatch(value) is None:
+        raise InvalidRequestError(name, f"must be {rule.shape}")
+
+
+def _duration_check(name: str, limit: timedelta) -> Check:
+    limit_s = int(limit.total_seconds())
+
+    def check(request: Any) -> None:
+        duration = getattr(request, name)
+        seconds, nanos = duration.seconds, duration.nanos
+        if seconds < 0 or nanos < 0:
+            raise InvalidRequestError(name, "must not be negative")
+        if nanos > 999_999_999 or seconds > limit_s or (seconds == limit_s and nanos):
+            raise InvalidRequestError(name, f"must be at most {limit_s} seconds")
+
+    return check
+
+
+def duration(value: Any) -> timedelta:
+    """A checked google.protobuf.Duration as a timedelta."""
+    return timedelta(seconds=value.seconds, microseconds=value.nanos // 1000)

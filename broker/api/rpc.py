@@ -1,0 +1,345 @@
+"""The one wrapper every RPC of the broker passes: identity, input limits, grants, deadline, errors, audit.
+
+The gRPC service is built from the proto's descriptor and a table of handlers, and every method of the
+descriptor is served through `Guard`, so no handler can forget a step; a method without a handler stops the
+start. In order, for each call:
+
+1. the request is decoded (an undecodable one is INVALID_ARGUMENT; gRPC has already refused one over
+   `MAX_REQUEST_BYTES`);
+2. the caller is authenticated (`CallerPolicy`);
+3. every field is checked against its size and shape (`fields.py`), before anything parses it;
+4. the caller's grants are checked against the tenant, targets and sessions the request names (what a
+   session or pending login turns out to touch is checked by the handler through `Call.allow`);
+5. the handler runs, bounded by the caller's deadline;
+6. a `BrokerError` becomes its status (`status.py`); anything else is INTERNAL with an incident id that is
+   also in the log, never the exception's text;
+7. one audit event records the outcome, refusals included.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from broker.api import fields, grants, status
+from broker.api.policy import CallerPolicy
+from broker.errors import BrokerError, InvalidRequestError, Reason
+from broker.model import Caller
+from broker.telemetry import Metrics
+
+_log = logging.getLogger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class AuditTrail(Protocol):
+    """Where the outcome of every call goes (`broker.audit`); raw token and pid in, only hashes out."""
+
+    def call(
+        self,
+        *,
+        rpc: str,
+        event: str,
+        outcome: str,
+        caller: str | None,
+        tenant: str | None = None,
+        target: str | None = None,
+        token: str | None = None,
+        session_key: str | None = None,
+        pid: str | None = None,
+    ) -> None: ...
+
+
+class StsCharge(Protocol):
+    """The per-caller budget for STS traffic a caller drives (logins, exchanges, session ends)."""
+
+    def charge(self, caller: str | None) -> None: ...
+
+
+class _NoAudit:
+    def call(self, **_: str | None) -> None:
+        return None
+
+
+class _NoLimit:
+    def charge(self, caller: str | None) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class Call(Generic[Req]):
+    """One call in flight: the checked request, who makes it, and what its audit event will name."""
+
+    rpc: str
+    request: Req
+    caller: Caller | None
+    limiter: StsCharge
+    event: str | None
+    tenant: str | None = None
+    target: str | None = None
+    token: str | None = field(default=None, repr=False)
+    session_key: str | None = None
+    pid: str | None = field(default=None, repr=False)
+
+    @property
+    def caller_name(self) -> str | None:
+        return None if self.caller is None else self.caller.name
+
+    def allow(self, tenant: str, targets: Sequence[str] = ()) -> None:
+        """Checks what a session or pending login turned out to touch; handlers call it before any work."""
+        self.tenant = tenant
+        grants.check(self.caller, tenant=tenant, targets=targets, sessions=True)
+
+    def charge_sts(self) -> None:
+        """Spends one unit of the caller's STS budget (RateLimitedError when it is empty)."""
+        self.limiter.charge(self.caller_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Generic[Req, Resp]):
+    handler: Callable[[Call[Req]], Awaitable[Resp]]
+    event: str | None  # the audit event of a success; None: not audited (GetBrokerInfo)
+    sessions: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Stream(Generic[Req, Resp]):
+    handler: Callable[[Call[Req]], AsyncIterator[Resp]]
+    event: str | None
+    sessions: bool = False
+
+
+Handler = Unary[Any, Any] | Stream[Any, Any]
+
+
+class _Undecodable:
+    """What the deserializer hands over for bytes that are not a valid request message."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+class Guard:
+    def __init__(
+        self,
+        policy: CallerPolicy,
+        metrics: Metrics,
+        *,
+        audit: AuditTrail | None = None,
+        limiter: StsCharge | None = None,
+    ) -> None:
+        self._policy = policy
+        self._metrics = metrics
+        self._audit: AuditTrail = audit or _NoAudit()
+        self._limiter: StsCharge = limiter or _NoLimit()
+
+    def service(
+        self, descriptor: ServiceDescriptor, handlers: Mapping[str, Handler]
+    ) -> grpc.GenericRpcHandler[Any, Any]:
+        """The gRPC handler of a whole service; every method of the descriptor must have a handler."""
+        missing = sorted(set(descriptor.methods_by_name) - set(handlers))
+        extra = sorted(set(handlers) - set(descriptor.methods_by_name))
+        if missing or extra:
+            raise LookupError(f"{descriptor.full_name}: no handler for {missing}, no method for {extra}")
+        methods = {
+            name: self._method(descriptor.methods_by_name[name], handler)
+            for name, handler in handlers.items()
+        }
+        return grpc.method_handlers_generic_handler(descriptor.full_name, methods)
+
+    def unary(
+        self, method: MethodDescriptor, spec: Unary[Req, Resp]
+    ) -> Callable[[Req | _Undecodable, Context], Awaitable[Resp]]:
+        """The guarded coroutine of one unary method (also what the benchmark's hit path times)."""
+        name = method.name
+        check_fields = fields.validator(method.input_type)
+        names = _touched_names(method)
+
+        async def guarded(request: Req | _Undecodable, context: Context) -> Resp:
+            call: Call[Req] | None = None
+            deadline: asyncio.Timeout | None = None
+            try:
+                call = self._admit(
+                    name,
+                    spec.event,
+                    request,
+                    context,
+                    check_fields=check_fields,
+                    names=names,
+                    sessions=spec.sessions,
+                )
+                remaining = context.time_remaining()
+                if remaining is None:
+                    response = await spec.handler(call)
+                else:
+                    # The caller stops waiting at its deadline; so does the broker on its behalf (a shared
+                    # fetch others wait for goes on: the engine shields it from one waiter's cancellation).
+                    deadline = asyncio.timeout(remaining)
+                    async with deadline:
+                        response = await spec.handler(call)
+            except TimeoutError as exc:
+                if deadline is not None and deadline.expired():
+                    self._refused(name, spec.event, call, context, Reason.DEADLINE_EXCEEDED)
+                    rich = status.deadline_status()
+                else:
+                    self._refused(name, spec.event, call, context, Reason.INTERNAL)
+                    rich = status.internal_status(exc)
+            except BrokerError as exc:
+                self._refused(name, spec.event, call, context, exc.reason)
+                rich = status.to_status(exc)
+            except Exception as exc:  # every other fault: INTERNAL with an incident id, never its text
+                self._refused(name, spec.event, call, context, Reason.INTERNAL)
+                rich = status.internal_status(exc)
+            else:
+                self._served(call)
+                return response
+            await context.abort(rich.code, rich.details, rich.trailing_metadata)
+            raise AssertionError("unreachable: abort raises")
+
+        return guarded
+
+    def stream(
+        self, method: MethodDescriptor, spec: Stream[Req, Resp]
+    ) -> Callable[[Req | _Undecodable, Context], AsyncIterator[Resp]]:
+        name = method.name
+        check_fields = fields.validator(method.input_type)
+        names = _touched_names(method)
+
+        async def guarded(request: Req | _Undecodable, context: Context) -> AsyncIterator[Resp]:
+            call: Call[Req] | None = None
+            try:
+                call = self._admit(
+                    name,
+                    spec.event,
+                    request,
+                    context,
+                    check_fields=check_fields,
+                    names=names,
+                    sessions=spec.sessions,
+                )
+                async for response in spec.handler(call):
+                    self._served(call)
+                    call.token = None
+                    yield response
+                return
+            except BrokerError as exc:
+                self._refused(name, spec.event, call, context, exc.reason)
+                rich = status.to_status(exc)
+            except Exception as exc:
+                self._refused(name, spec.event, call, context, Reason.INTERNAL)
+                rich = status.internal_status(exc)
+            await context.abort(rich.code, rich.details, rich.trailing_metadata)
+
+        return guarded
+
+    def _admit(
+        self,
+        rpc: str,
+        event: str | None,
+        request: Req | _Undecodable,
+        context: Context,
+        *,
+        check_fields: fields.Check,
+        names: tuple[bool, bool, bool],
+        sessions: bool,
+    ) -> Call[Req]:
+        caller = self._policy.caller(context)
+        if isinstance(request, _Undecodable):
+            raise InvalidRequestError("request", f"is not a valid {rpc} request message")
+        check_fields(request)
+        has_tenant, has_target, has_targets = names
+        tenant: str | None = getattr(request, "tenant") if has_tenant else None  # noqa: B009
+        targets: tuple[str, ...] = ()
+        target: str | None = None
+        if has_target:
+            target = getattr(request, "target")  # noqa: B009
+            targets = (target,) if target else ()
+        elif has_targets:
+            targets = tuple(getattr(request, "targets"))  # noqa: B009
+        call = Call(rpc, request, caller, self._limiter, event, tenant, target)
+        grants.check(caller, tenant=tenant, targets=targets, sessions=sessions)
+        return call
+
+    def _served(self, call: Call[Any]) -> None:
+        if call.event is None:
+            return
+        self._audit.call(
+            rpc=call.rpc,
+            event=call.event,
+            outcome="OK",
+            caller=call.caller_name,
+            tenant=call.tenant,
+            target=call.target,
+            token=call.token,
+            session_key=call.session_key,
+            pid=call.pid,
+        )
+
+    def _refused(
+        self, rpc: str, event: str | None, call: Call[Any] | None, context: Context, reason: str
+    ) -> None:
+        self._metrics.failed(reason)
+        if call is None:
+            # Refused before the request was admitted: the caller (if known) is all the event can name.
+            caller = _known_caller(self._policy, context)
+            self._audit.call(rpc=rpc, event="refused", outcome=reason, caller=caller)
+            return
+        self._audit.call(
+            rpc=rpc,
+            event="refused",
+            outcome=reason,
+            caller=call.caller_name,
+            tenant=call.tenant,
+            target=call.target,
+            session_key=call.session_key,
+        )
+
+    def _method(self, method: MethodDescriptor, handler: Handler) -> grpc.RpcMethodHandler[Any, Any]:
+        request_type = message_factory.GetMessageClass(method.input_type)
+        response_type = message_factory.GetMessageClass(method.output_type)
+        deserialize = _deserializer(request_type)
+        serialize = response_type.SerializeToString
+        if isinstance(handler, Stream):
+            if not method.server_streaming:
+                raise LookupError(f"{method.full_name} is not a server stream")
+            return grpc.unary_stream_rpc_method_handler(
+                self.stream(method, handler), request_deserializer=deserialize, response_serializer=serialize
+            )
+        if method.server_streaming or method.client_streaming:
+            raise LookupError(f"{method.full_name} is a stream")
+        return grpc.unary_unary_rpc_method_handler(
+            self.unary(method, handler), request_deserializer=deserialize, response_serializer=serialize
+        )
+
+
+def _deserializer(request_type: type[Message]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return request_type.FromString(data)
+        except DecodeError:  # gRPC would answer INTERNAL; the guard answers INVALID_ARGUMENT instead
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _touched_names(method: MethodDescriptor) -> tuple[bool, bool, bool]:
+    names = method.input_type.fields_by_name
+    return "tenant" in names, "target" in names, "targets" in names
+
+
+def _known_caller(policy: CallerPolicy, context: Context) -> str | None:
+    try:
+        caller = policy.caller(context)
+    except BrokerError:
+        return None
+    return None if caller is None else caller.name
