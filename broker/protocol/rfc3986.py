@@ -166,9 +166,11 @@ def _authority(authority: str, field: str) -> tuple[str, int | None]:
 def _ipv6_host(literal: str, field: str) -> str:
     """A bracketed IPv6 host in its one canonical form (RFC 5952); zone ids and IPvFuture are refused."""
     literal = literal.lower()
-    if not _IPV6_CHARS.fullmatch(literal):
+    if "%" in literal or literal.startswith("v"):
         # RFC 6874 zone ids ("%25eth0") name an interface of the broker's host, not a server.
         raise _refused(field, "must not use an IPv6 zone id or a future IP literal")
+    if not _IPV6_CHARS.fullmatch(literal):
+        raise InvalidRequestError(field, "has an invalid IPv6 literal")
     try:
         address = ipaddress.IPv6Address(literal)
     except ValueError:
