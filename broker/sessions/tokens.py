@@ -27,14 +27,18 @@ from broker.errors import (
     StoreUnavailableError,
 )
 from broker.model import AccessToken, Session
+from broker.sessions.locks import KeyedLocks
 from broker.sessions.login import session_key
 from broker.sessions.ports import LoginEndpoints, SessionLease, SessionStore, TokenEndpoint
+from broker.store.bounded import ExpiringMap
 from broker.tokens.policy import FreshnessPolicy
 from broker.tokens.routes import Route, RouteTable
 
 _log = logging.getLogger(__name__)
 _NO_TIME = timedelta(0)
 _POLL = 0.1
+# Session tokens this process keeps at most; the least recently used go first, expired ones in sweeps.
+MEMORY_CAPACITY = 10_000
 
 
 class SessionTokens:
@@ -57,8 +61,10 @@ class SessionTokens:
         self._policy = policy or FreshnessPolicy()
         self._lease_ttl = lease_ttl
         # (session key, target) -> (token, usable until, tenant)
-        self._memory: dict[tuple[str, str], tuple[AccessToken, datetime, str]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._memory: ExpiringMap[tuple[str, str], tuple[AccessToken, datetime, str]] = ExpiringMap(
+            MEMORY_CAPACITY, clock
+        )
+        self._locks = KeyedLocks()  # a lock lives only while a refresh of its session runs or waits
 
     async def token(
         self,
@@ -95,7 +101,7 @@ class SessionTokens:
                 session = await self._live_session(key)
                 if allow is not None:
                     allow(session.tenant)
-            async with self._locks.setdefault(key, asyncio.Lock()):
+            async with self._locks.hold(key):
                 await self._token_serialised(key, target, min_remaining)
             cached = self._memory[(key, target)]
         token, _, tenant = cached
@@ -113,8 +119,8 @@ class SessionTokens:
         revoked = await self._endpoints.revoke_refresh_token(client, session.refresh_token)
         await self._store.delete(key)
         audit.record("session.ended", tenant=session.tenant, session=key[:16], revoked=str(revoked).lower())
-        for memory_key in [k for k in self._memory if k[0] == key]:
-            del self._memory[memory_key]
+        for target in session.targets:
+            self._memory.pop((key, target))
         return revoked
 
     async def _token_serialised(self, key: str, target: str, min_remaining: timedelta) -> AccessToken:
@@ -139,7 +145,7 @@ class SessionTokens:
         if self._clock() + min_remaining >= usable_until:
             return None
         session = await self._live_session(key)
-        self._memory[(key, target)] = (token, usable_until, session.tenant)
+        self._memory.put((key, target), (token, usable_until, session.tenant), usable_until)
         return token
 
     async def _refresh_under_lease(
@@ -197,7 +203,7 @@ class SessionTokens:
                     "lease on a session was lost during its refresh; the rotated refresh token is not stored"
                 )
                 raise StoreUnavailableError("the session's lease was lost during the refresh")
-            self._memory[(key, target)] = (token, usable_until, session.tenant)
+            self._memory.put((key, target), (token, usable_until, session.tenant), usable_until)
             audit.record(
                 "session.refreshed",
                 tenant=session.tenant,

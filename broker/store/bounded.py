@@ -29,6 +29,10 @@ class ExpiringMap(Generic[K, V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __getitem__(self, key: K) -> V:
+        """The entry as stored, expired or not (the caller compares times itself); KeyError if absent."""
+        return self._items[key][0]
+
     def get(self, key: K) -> V | None:
         item = self._items.get(key)
         if item is None:

@@ -5,7 +5,9 @@
 - A miss waits for one fetch. In-process, concurrent callers share one task; across replicas, the one that
   holds the key's lease fetches while the others wait for its result (pub/sub, with polling as a fallback).
 - A token is never served at or after `usable_until` (expiry minus skew), and a failure is never cached.
-- When the shared store fails, the engine goes on with process memory and direct fetches.
+- When the shared store fails, the engine goes on with process memory and direct fetches. With a
+  coordinator, a token reaches the store only under its lease (fenced), even when the lease call failed
+  and the token was fetched without coordination: a write is never unfenced while Redis is reachable.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from broker.tokens.budget import RequestBudget
 from broker.tokens.policy import Backoff, FreshnessPolicy
 from broker.tokens.ports import Coordinator, Lease, TokenSource, TokenStore
 from broker.tokens.routes import Route, RouteTable
+from broker.tokens.store_health import StoreHealth
 
 _log = logging.getLogger(__name__)
 _NO_TIME = timedelta(0)
 _POLL = 0.2  # seconds between store reads while another replica fetches (covers a lost pub/sub message)
+_UNAVAILABLE: Any = object()  # what a failed store call yields when None would mean an answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,7 @@ class TokenEngine:
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._changed: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._store_down = False
+        self._store_health = StoreHealth()
         self.on_installed: Callable[[Route, Entry], None] | None = None
         if coordinator is not None:
             coordinator.on_renewal(self._on_remote_renewal)
@@ -215,7 +219,9 @@ class TokenEngine:
                 if coordinated is not None:
                     return coordinated
             entry = await self._fetch(route)
-            if self._store is not None:
+            if self._store is not None and self._coordinator is None:
+                # Only a store without leases takes plain writes; with a coordinator, tokens are stored
+                # fenced (put_if_holder) or not at all.
                 await self._store_call("write", self._store.put(key, entry.token, self._ttl(entry)))
             return entry
 
@@ -238,10 +244,10 @@ class TokenEngine:
         assert self._coordinator is not None
         for _ in range(3):
             lease = await self._store_call(
-                "lease", self._coordinator.try_lease(route.cache_key, self._lease_ttl)
+                "lease", self._coordinator.try_lease(route.cache_key, self._lease_ttl), _UNAVAILABLE
             )
-            if self._store_down:
-                return None
+            if lease is _UNAVAILABLE:
+                return None  # no coordination possible now: fetch for the callers, store nothing
             if lease is not None:
                 return await self._fetch_under_lease(route, lease, min_remaining, fresh=fresh)
             self.metrics.lease_contention()
@@ -270,12 +276,11 @@ class TokenEngine:
                 entry = await self._fetch(route)
             finally:
                 renewer.cancel()
-            stored = bool(
-                await self._store_call(
-                    "write", coordinator.put_if_holder(lease, entry.token, self._ttl(entry))
-                )
+            answer = await self._store_call(
+                "write", coordinator.put_if_holder(lease, entry.token, self._ttl(entry)), _UNAVAILABLE
             )
-            if not stored and not self._store_down:
+            stored = answer is True
+            if answer is False:
                 _log.warning(
                     "lease of %s was lost during the fetch; its token is not stored", route.cache_key
                 )
@@ -306,10 +311,8 @@ class TokenEngine:
             entry = await self._from_store(route, min_remaining, fresh=fresh)
             if entry is not None:
                 return entry
-            if self._store_down or not await self._store_call(
-                "lease", self._coordinator.lease_held(route.cache_key)
-            ):
-                return None  # the holder is gone without a result: take the lease ourselves
+            if not await self._store_call("lease", self._coordinator.lease_held(route.cache_key), False):
+                return None  # the holder is gone without a result (or the store): take the lease ourselves
         return None
 
     async def _fetch(self, route: Route) -> Entry:
@@ -362,21 +365,17 @@ class TokenEngine:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _store_call(self, operation: str, call: Coroutine[Any, Any, Any]) -> Any:
-        """Runs one store operation; a store fault is counted, logged once per outage, and yields None."""
+    async def _store_call(self, operation: str, call: Coroutine[Any, Any, Any], failed: Any = None) -> Any:
+        """Runs one store operation; a store fault is counted, logged once per outage (StoreHealth), and
+        yields `failed`. Each caller decides from its own call's result, never from a shared flag that a
+        concurrent call may have flipped."""
         try:
             result = await call
         except StoreUnavailableError as exc:
             self.metrics.store_error(operation)
-            if not self._store_down:
-                self._store_down = True
-                _log.warning(
-                    "shared store unavailable, going on with process memory and the STS: %s", exc.message
-                )
-            return None
-        if self._store_down:
-            self._store_down = False
-            _log.info("shared store is back")
+            self._store_health.failed(exc.message)
+            return failed
+        self._store_health.answered()
         return result
 
     async def close(self) -> None:
