@@ -142,6 +142,7 @@ async def serve(
         trace_rpcs=config.telemetry.traces_rpcs,
         callers=config.callers,
         tls=_tls(config),
+        service_accounts=config.server.service_account_tokens,
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from broker.errors import ConfigurationError, InvalidRequestError
-from broker.model import Caller, Client, SigningKey, Target, Tenancy, Tenant, TokenType
+from broker.errors import ConfigurationError, InvalidRequestError, ProtocolError
+from broker.idp.jwks import parse_key_set
+from broker.model import Caller, Client, ServiceAccountIssuer, SigningKey, Target, Tenancy, Tenant, TokenType
 from broker.protocol import helseid, keys, rfc3986
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -34,6 +36,8 @@ class ServerSettings:
     tls_certificate: bytes | None = field(default=None, repr=False)
     tls_private_key: bytes | None = field(default=None, repr=False)
     tls_client_ca: bytes | None = field(default=None, repr=False)
+    # Whose Kubernetes service-account tokens identify callers (`service_account = "ns:name"`).
+    service_account_tokens: ServiceAccountIssuer | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +153,13 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
         for name, value in _table(raw, "tenants").items()
     }
     callers = _parse_callers(_table(raw, "callers", required=False), reader, targets, tenants)
+    server = _parse_server(_table(raw, "server", required=False), reader, has_callers=bool(callers))
+    _check_caller_identities(callers, server)
     return BrokerConfig(
         clients=clients,
         targets=targets,
         tenants=tenants,
-        server=_parse_server(_table(raw, "server", required=False), reader, has_callers=bool(callers)),
+        server=server,
         callers=callers,
         store=_parse_store(_table(raw, "store", required=False), reader),
         cache=_parse_cache(_table(raw, "cache", required=False)),
@@ -280,21 +286,81 @@ def _parse_callers(
     for name, value in raw.items():
         path = f"callers.{name}"
         table = _as_table(value, path)
-        _only_keys(table, path, {"credential", "tenants", "targets", "sessions"})
-        secret = reader.secret(table.get("credential"), f"{path}.credential", required=True).strip()
-        if len(secret) < 32:
-            raise ConfigurationError(f"{path}.credential", "must be at least 32 characters of random secret")
+        _only_keys(table, path, {"tenants", "targets", "sessions", *_CALLER_IDENTITIES})
+        if not _CALLER_IDENTITIES & set(table):
+            raise ConfigurationError(
+                path, "needs a way to authenticate: credential, spiffe_id, dns_name or service_account"
+            )
         sessions = table.get("sessions", False)
         if not isinstance(sessions, bool):
             raise ConfigurationError(f"{path}.sessions", "must be true or false")
         callers[name] = Caller(
             name=name,
-            credential_sha256=hashlib.sha256(secret.encode()).digest(),
+            credential_sha256=_credential(table, path, reader),
             tenants=_names(table, "tenants", path, tenants),
             targets=_names(table, "targets", path, targets),
             sessions=sessions,
+            spiffe_id=_identity(table, "spiffe_id", path),
+            dns_name=_identity(table, "dns_name", path),
+            service_account=_identity(table, "service_account", path),
         )
     return callers
+
+
+_CALLER_IDENTITIES = frozenset({"credential", "spiffe_id", "dns_name", "service_account"})
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+# What each identity must look like: SPIFFE ID (SPIFFE-ID §2), DNS name (no wildcard), and a namespace (a
+# DNS label) with a service account's name (a DNS subdomain), as Kubernetes names objects.
+_IDENTITY_FORMS = {
+    "spiffe_id": (
+        re.compile(r"spiffe://[a-z0-9._-]{1,255}(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)*"),
+        "a SPIFFE ID, spiffe://<trust domain>/<path>",
+    ),
+    "dns_name": (re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}"), "a DNS name (no wildcard)"),
+    "service_account": (
+        re.compile(rf"{_LABEL}:[a-z0-9]([a-z0-9.-]{{0,251}}[a-z0-9])?"),
+        "'<namespace>:<name>'",
+    ),
+}
+
+
+def _credential(table: Mapping[str, Any], path: str, reader: _SecretReader) -> bytes | None:
+    if "credential" not in table:
+        return None
+    secret = reader.secret(table["credential"], f"{path}.credential", required=True).strip()
+    if len(secret) < 32:
+        raise ConfigurationError(f"{path}.credential", "must be at least 32 characters of random secret")
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _identity(table: Mapping[str, Any], name: str, path: str) -> str | None:
+    value = table.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str) and name == "dns_name":
+        value = value.lower().rstrip(".")  # compared with the certificate's SANs the same way
+    pattern, form = _IDENTITY_FORMS[name]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ConfigurationError(f"{path}.{name}", f"must be {form}")
+    return value
+
+
+def _check_caller_identities(callers: Mapping[str, Caller], server: ServerSettings) -> None:
+    """Certificate identities need mTLS, tokens an issuer; no identity may name two callers."""
+    seen: dict[tuple[str, str], str] = {}
+    for caller in callers.values():
+        path = f"callers.{caller.name}"
+        for name in ("spiffe_id", "dns_name", "service_account"):
+            value = getattr(caller, name)
+            if value is None:
+                continue
+            if (name, value) in seen:
+                raise ConfigurationError(f"{path}.{name}", f"already names caller {seen[name, value]!r}")
+            seen[name, value] = caller.name
+            if name != "service_account" and server.tls_client_ca is None:
+                raise ConfigurationError(f"{path}.{name}", "needs mTLS: set server.tls.client_ca")
+            if name == "service_account" and server.service_account_tokens is None:
+                raise ConfigurationError(f"{path}.{name}", "needs a [server.service_account_tokens] section")
 
 
 def _names(
@@ -327,7 +393,7 @@ def _parse_tls(table: Mapping[str, Any], reader: _SecretReader) -> dict[str, byt
 
 
 def _parse_server(table: Mapping[str, Any], reader: _SecretReader, *, has_callers: bool) -> ServerSettings:
-    _only_keys(table, "server", {"listen", "workers", "tls"})
+    _only_keys(table, "server", {"listen", "workers", "tls", "service_account_tokens"})
     listen = table.get("listen", DEFAULT_LISTEN)
     if not isinstance(listen, str) or ":" not in listen:
         raise ConfigurationError("server.listen", "must be 'host:port'")
@@ -340,7 +406,36 @@ def _parse_server(table: Mapping[str, Any], reader: _SecretReader, *, has_caller
             "callers", "none configured: without caller credentials the broker listens on loopback only"
         )
     tls = _parse_tls(_as_table(table["tls"], "server.tls"), reader) if "tls" in table else {}
-    return ServerSettings(listen=listen, workers=workers, **tls)
+    tokens = table.get("service_account_tokens")
+    issuer = None if tokens is None else _parse_service_account_tokens(tokens, reader)
+    return ServerSettings(listen=listen, workers=workers, **tls, service_account_tokens=issuer)
+
+
+def _parse_service_account_tokens(value: Any, reader: _SecretReader) -> ServiceAccountIssuer:
+    path = "server.service_account_tokens"
+    table = _as_table(value, path)
+    _only_keys(table, path, {"issuer", "audience", "jwks", "refetch_interval_s", "leeway_s"})
+    issuer = _string(table, "issuer", path)
+    # Kept exactly as written: a token's iss must equal it character for character.
+    _absolute_url(issuer, f"{path}.issuer")
+    jwks_file = None
+    if "jwks" in table:
+        jwks = table["jwks"]
+        if not isinstance(jwks, Mapping) or set(jwks) != {"file"}:
+            raise ConfigurationError(f"{path}.jwks", 'must be { file = "path" } (omit it for OIDC discovery)')
+        jwks_file = reader.path(jwks["file"])
+        try:
+            parse_key_set(reader.secret(jwks, f"{path}.jwks", required=True).encode())
+        except ProtocolError as exc:
+            raise ConfigurationError(f"{path}.jwks", exc.message) from None
+    refetch = _seconds(table, "refetch_interval_s", path, timedelta(seconds=30))
+    leeway = _seconds(table, "leeway_s", path, timedelta(seconds=10))
+    if refetch < timedelta(seconds=1):
+        raise ConfigurationError(f"{path}.refetch_interval_s", "must be at least 1 second")
+    if leeway > timedelta(minutes=5):
+        raise ConfigurationError(f"{path}.leeway_s", "must be at most 300 seconds")
+    audience = _string(table, "audience", path)
+    return ServiceAccountIssuer(issuer, audience, str(jwks_file) if jwks_file else None, refetch, leeway)
 
 
 def _parse_store(table: Mapping[str, Any], reader: _SecretReader) -> StoreSettings:
@@ -464,6 +559,10 @@ class _SecretReader:
             return file.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigurationError(path, f"cannot read {file} ({exc.strerror})") from exc
+
+    def path(self, name: Any) -> Path:
+        file = Path(str(name))
+        return file if file.is_absolute() else self._base_dir / file
 
     def signing_key(self, table: Mapping[str, Any], path: str) -> SigningKey:
         key_name = path.rsplit(".", 1)[1]

@@ -156,10 +156,27 @@ class Session:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """A service allowed to call the broker, known by the secret it presents (`authorization: Bearer ...`)."""
+    """A service allowed to call the broker, known by any of: the secret it presents
+    (`authorization: Bearer ...`), its client certificate (a SPIFFE ID or a DNS name among its SANs), or a
+    Kubernetes service-account token. When two of them arrive they must name the same caller."""
 
     name: str
-    credential_sha256: bytes = field(repr=False)
+    credential_sha256: bytes | None = field(repr=False)  # None: no shared secret
     tenants: frozenset[str] | None  # None: every tenant
     targets: frozenset[str] | None  # None: every target
     sessions: bool = False  # may start logins and use sessions
+    spiffe_id: str | None = None  # the one URI SAN of its X.509-SVID, "spiffe://trust-domain/path"
+    dns_name: str | None = None  # a DNS SAN of its client certificate (exact, lower case)
+    service_account: str | None = None  # "<namespace>:<name>" of its projected service-account token
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountIssuer:
+    """The cluster issuer whose service-account tokens callers may present, and how to get its keys."""
+
+    issuer: str
+    audience: str  # the broker: a token must name it in `aud`
+    jwks_file: str | None = None  # a JWKS file; None: OIDC discovery of the issuer
+    # An unknown `kid` fetches the keys again at most once per this interval, never once per call.
+    refetch_interval: timedelta = timedelta(seconds=30)
+    leeway: timedelta = timedelta(seconds=10)  # on exp and nbf

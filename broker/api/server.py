@@ -12,10 +12,10 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from broker.api import fields
-from broker.api.policy import CallerPolicy
+from broker.api.policy import caller_policy
 from broker.api.rpc import AuditTrail, Guard, StsCharge
 from broker.api.servicer import TokenBrokerServicer, UserServices
-from broker.model import Caller
+from broker.model import Caller, ServiceAccountIssuer
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
 from broker.v1 import token_broker_service_pb2 as pb
@@ -44,6 +44,7 @@ def create_server(
     trace_rpcs: bool = False,
     callers: Mapping[str, Caller] | None = None,
     tls: ServerTls | None = None,
+    service_accounts: ServiceAccountIssuer | None = None,
     audit: AuditTrail | None = None,
     limiter: StsCharge | None = None,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
@@ -60,8 +61,11 @@ def create_server(
     # The OpenTelemetry interceptor makes each RPC a server span, parent of the cache and STS spans, and
     # continues a caller's trace (W3C traceparent in the metadata).
     interceptors = [aio_server_interceptor()] if trace_rpcs else []  # type: ignore[no-untyped-call]
+    # Callers known by a service-account token need the issuer's keys fetched before the handler runs.
+    policy, key_fetch = caller_policy(callers or {}, service_accounts)
+    interceptors += key_fetch
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    guard = Guard(CallerPolicy(callers or {}), engine.metrics, audit=audit, limiter=limiter)
+    guard = Guard(policy, engine.metrics, audit=audit, limiter=limiter)
     server.add_generic_rpc_handlers(
         (guard.service(SERVICE, TokenBrokerServicer(engine, scheduler, users).handlers()),)
     )
