@@ -77,31 +77,30 @@ def _normalize_escape(match: re.Match[str]) -> str:
 
 
 def remove_dot_segments(path: str) -> str:
-    """The path without "." and ".." segments, step by step as §5.2.4 describes it."""
+    """The path without "." and ".." segments, by §5.2.4's steps A to E. The input buffer is `path` from
+    `start` on, so a long path costs linear time rather than a copy per step."""
     output: list[str] = []
-    rest = path
-    while rest:
-        if rest.startswith("../"):  # A
-            rest = rest[3:]
-        elif rest.startswith(("./", "/./")):  # A, B: "./" dropped, "/./" becomes "/"
-            rest = rest[2:]
-        elif rest == "/.":
-            rest = "/"
-        elif rest.startswith("/../"):  # C
-            rest = rest[3:]
+    start, end = 0, len(path)
+    while start < end:
+        if path.startswith("../", start):  # A
+            start += 3
+        elif path.startswith(("./", "/./"), start):  # A, B: "./" dropped, "/./" becomes "/"
+            start += 2
+        elif path.startswith("/../", start):  # C: "/../" becomes "/", the last output segment goes
+            start += 3
             if output:
                 output.pop()
-        elif rest == "/..":
-            rest = "/"
-            if output:
+        elif end - start <= 3 and path[start:] in {"/.", "/..", ".", ".."}:  # B, C, D at the very end
+            if path[start:] == "/.." and output:
                 output.pop()
-        elif rest in {".", ".."}:  # D
-            rest = ""
+            if path.startswith("/", start):
+                output.append("/")
+            break
         else:  # E: the first segment, with its leading "/", moves to the output
-            end = rest.find("/", 1)
-            end = len(rest) if end < 0 else end
-            output.append(rest[:end])
-            rest = rest[end:]
+            slash = path.find("/", start + 1)
+            slash = end if slash < 0 else slash
+            output.append(path[start:slash])
+            start = slash
     return "".join(output)
 
 
