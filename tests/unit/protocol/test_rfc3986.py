@@ -224,3 +224,31 @@ def test_nothing_caches_caller_urls_when_many_distinct_urls_are_normalised() -> 
     after = urlsplit.cache_info().currsize  # type: ignore[attr-defined]
     print(f"urlsplit cache entries before/after 200 distinct URLs: {before}/{after}")
     assert after == before
+
+
+URL_PIECES = st.sampled_from(
+    ["https://", "http://", "h.example", "127.0.0.1", "[::1]", ":", "443", "/", ".", "..", "%2e", "%2F", "%",
+     "%c3%a6", "@", "?", "#", ";", "a", "\\", " ", "\x00", "\u00e6", "["]
+)  # fmt: skip
+
+
+def outcome(url: str) -> str | InvalidRequestError:
+    try:
+        return normalize_http_url(url)
+    except InvalidRequestError as error:
+        return error
+
+
+@settings(max_examples=600, derandomize=True)
+@given(st.lists(URL_PIECES, max_size=12).map("".join))
+def test_normal_form_is_stable_and_only_invalid_request_is_raised_when_input_is_arbitrary(url: str) -> None:
+    htu = outcome(url)
+    if isinstance(htu, InvalidRequestError):
+        assert htu.field == "url"
+        assert len(htu.message) < 120  # a fixed description, never the URL
+        return
+    assert normalize_http_url(htu) == htu
+    assert "?" not in htu
+    assert "#" not in htu
+    assert "/./" not in htu + "/"
+    assert "/../" not in htu + "/"
