@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from broker import audit
 from broker.api.server import ServerTls, create_server, mark_serving
 from broker.api.servicer import UserServices
 from broker.config import BrokerConfig, load_config
@@ -132,6 +133,7 @@ async def serve(
     """Serves until `stop` is set or SIGINT/SIGTERM arrives, then drains in-flight calls."""
     telemetry = configure_telemetry(config.telemetry, service_instance=process_instance_id(), worker=worker)
     check_exposure(config, listen or config.server.listen)
+    trail = _open_audit(config)
     broker = build_broker(config)
     server, port, health = create_server(
         broker.engine,
@@ -142,6 +144,7 @@ async def serve(
         trace_rpcs=config.telemetry.traces_rpcs,
         callers=config.callers,
         tls=_tls(config),
+        audit=trail,
         service_accounts=config.server.service_account_tokens,
     )
     stop = stop or _stop_on_signals()
@@ -163,7 +166,19 @@ async def serve(
         await broker.engine.close()
         await broker.session_store.close()
         await broker.sts.close()
+        audit.configure(None)
+        trail.close()  # writes what is queued; after the engine, which records until it stops
         telemetry.shutdown()
+
+
+def _open_audit(config: BrokerConfig) -> audit.AuditTrail:
+    """This process's audit trail, made the one the engine and sessions record to."""
+    try:
+        trail = audit.open_trail(config.audit, instance=process_instance_id())
+    except OSError as exc:
+        raise ConfigurationError("audit.directory", f"cannot write the audit trail ({exc.strerror})") from exc
+    audit.configure(trail)
+    return trail
 
 
 def _tls(config: BrokerConfig) -> ServerTls | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from broker import __version__
 from broker.api.client import CallFailedError, authorize_request_json, get_token_json
 from broker.app import run_workers, serve
+from broker.audit import verify
 from broker.config import DEFAULT_LISTEN, TelemetrySettings, load_config
 from broker.errors import ConfigurationError
 from broker.observability import configure_logging
@@ -57,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--alg", default="ES256", choices=sorted(keys.SUPPORTED_ALGS))
     keygen.add_argument("--kid", help="key id (default: the key's RFC 7638 thumbprint)")
     keygen.set_defaults(handler=_keygen)
+
+    trail = commands.add_parser("audit", help="work with audit files")
+    actions = trail.add_subparsers(required=True, metavar="action")
+    check_trail = actions.add_parser("verify", help="check audit files' hash chains; exit 1 at a break")
+    check_trail.add_argument("files", type=Path, nargs="+", metavar="FILE", help="rotated parts oldest first")
+    check_trail.set_defaults(handler=_audit_verify)
 
     check = commands.add_parser("check-config", help="validate a configuration file")
     check.add_argument("config", type=Path)
@@ -112,6 +119,21 @@ def _keygen(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     print(json.dumps(keys.public_jwk(key), indent=2))
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    try:
+        result = verify(*args.files)
+    except OSError as exc:
+        print(f"cannot read {exc.filename} ({exc.strerror})", file=sys.stderr)
+        return 2
+    if not result.intact:
+        print(f"{result.path}:{result.line}: {result.why} ({result.records} records intact before it)")
+        return 1
+    print(f"intact: {result.records} records in {result.chains} chain(s)")
+    for instance in result.open_chains:
+        print(f"note: {instance} does not end with trail.closed (still running, stopped abruptly, or cut)")
     return 0
 
 

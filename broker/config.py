@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from broker.audit import DEFAULT_FLUSH_INTERVAL, AuditSettings
 from broker.errors import ConfigurationError, InvalidRequestError, ProtocolError
 from broker.idp.jwks import parse_key_set
 from broker.model import Caller, Client, ServiceAccountIssuer, SigningKey, Target, Tenancy, Tenant, TokenType
@@ -109,6 +110,7 @@ class BrokerConfig:
     # No callers: the broker serves anyone who reaches it, which it allows only on a loopback address.
     callers: Mapping[str, Caller] = field(default_factory=dict)
     telemetry: TelemetrySettings = TelemetrySettings()
+    audit: AuditSettings = field(default_factory=AuditSettings)
 
 
 def load_config(path: Path, environ: Mapping[str, str] | None = None) -> BrokerConfig:
@@ -130,6 +132,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
         "cache",
         "sts",
         "telemetry",
+        "audit",
         "clients",
         "targets",
         "tenants",
@@ -165,6 +168,9 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
         cache=_parse_cache(_table(raw, "cache", required=False)),
         sts=_parse_sts(_table(raw, "sts", required=False)),
         telemetry=_parse_telemetry(_table(raw, "telemetry", required=False)),
+        audit=_parse_audit(
+            _table(raw, "audit", required=False), reader, base_dir, _table(raw, "telemetry", required=False)
+        ),
     )
 
 
@@ -531,6 +537,41 @@ def _parse_telemetry(table: Mapping[str, Any]) -> TelemetrySettings:
     if trace_rpcs is not None and not isinstance(trace_rpcs, bool):
         raise ConfigurationError("telemetry.trace_rpcs", "must be true or false")
     return TelemetrySettings(log_format, log_level.upper(), listen, endpoint, float(ratio), trace_rpcs)
+
+
+def _parse_audit(
+    table: Mapping[str, Any], reader: _SecretReader, base_dir: Path, telemetry: Mapping[str, Any]
+) -> AuditSettings:
+    _only_keys(table, "audit", {"directory", "otel", "hash_key", "fsync", "flush_interval_s"})
+    directory = table.get("directory")
+    if directory is not None and (not isinstance(directory, str) or not directory):
+        raise ConfigurationError("audit.directory", "must be a path (relative: to this file's directory)")
+    flags = {name: table.get(name, default) for name, default in (("otel", False), ("fsync", True))}
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"audit.{name}", "must be true or false")
+    endpoint = telemetry.get("otlp_endpoint") if flags["otel"] else None
+    if flags["otel"] and endpoint is None:
+        raise ConfigurationError("audit.otel", "needs telemetry.otlp_endpoint to export to")
+    interval = _seconds(table, "flush_interval_s", "audit", DEFAULT_FLUSH_INTERVAL)
+    if not timedelta(milliseconds=10) <= interval <= timedelta(seconds=1):
+        raise ConfigurationError("audit.flush_interval_s", "must be from 0.01 to 1 second")
+    key = None
+    if "hash_key" in table:
+        secret = reader.secret(table["hash_key"], "audit.hash_key", required=True)
+        try:
+            key = base64.b64decode(secret.strip(), validate=True)
+        except ValueError as exc:
+            raise ConfigurationError("audit.hash_key", "must be base64 of 32 random bytes") from exc
+        if len(key) != 32:
+            raise ConfigurationError("audit.hash_key", "must be base64 of exactly 32 bytes")
+    return AuditSettings(
+        directory=None if directory is None else base_dir / directory,
+        otlp_endpoint=endpoint,
+        hash_key=key,
+        flush_interval=interval,
+        fsync=flags["fsync"],
+    )
 
 
 # --- secrets --------------------------------------------------------------------------------------------

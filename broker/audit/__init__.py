@@ -14,12 +14,13 @@ import os
 from broker.audit.events import AuditEvent, fields_of, now_ns
 from broker.audit.hashing import UserHasher, session_ref, token_id
 from broker.audit.otel import OtelExport
-from broker.audit.settings import AuditSettings
+from broker.audit.settings import DEFAULT_FLUSH_INTERVAL, AuditSettings
 from broker.audit.sink import FileSink, LogSink
 from broker.audit.trail import AuditTrail
 from broker.audit.verify import VerifyResult, verify
 
 __all__ = [
+    "DEFAULT_FLUSH_INTERVAL",
     "AuditSettings",
     "AuditTrail",
     "VerifyResult",
@@ -113,5 +114,5 @@ def _log_unconfigured(entry: AuditEvent) -> None:
     logging.getLogger("broker.audit").info(
         "%s %s",
         entry.event,
-        " ".join(f"{name}={value}" for name, value in shown.items() if name not in {"event", "seq", "time"}),
+        " ".join(f"{name}={value}" for name, value in shown if name not in {"event", "seq", "time"}),
     )

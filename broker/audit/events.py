@@ -14,23 +14,8 @@ import time
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-# Fields in the order they appear on a line; `prev` and `hash` (the chain) come after them.
-FIELDS = (
-    "time",
-    "seq",
-    "event",
-    "rpc",
-    "outcome",
-    "caller",
-    "tenant",
-    "target",
-    "token_id",
-    "subject_id",
-    "session",
-    "user",
-    "instance",
-    "detail",
-)
+from broker.audit.chain import encode_string
+
 # Caller-chosen names (an unknown tenant, say) can be long; a record keeps their start.
 MAX_VALUE_CHARS = 200
 
@@ -56,20 +41,50 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+class _Seconds:
+    """The last second formatted: records come thousands a second, so each second is formatted once."""
+
+    second = -1
+    stamp = ""
+
+
 def rfc3339_ms(time_ns: int) -> str:
     """UTC, milliseconds, `Z`: `2025-01-31T12:00:00.123Z`."""
     seconds, nanos = divmod(time_ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{nanos // 1_000_000:03d}Z"
+    if seconds != _Seconds.second:
+        _Seconds.stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _Seconds.second = seconds
+    return f"{_Seconds.stamp}.{nanos // 1_000_000:03d}Z"
 
 
-def fields_of(event: AuditEvent, *, seq: int, instance: str) -> dict[str, object]:
-    """The record's fields in line order, absent ones left out, long values cut."""
-    values: dict[str, object] = {"time": rfc3339_ms(event.time_ns), "seq": seq}
-    for name, value in zip(AuditEvent._fields[1:], event[1:], strict=True):
+def members_of(event: AuditEvent, *, seq: int, instance: str) -> str:
+    """The record's JSON members in line order, absent fields left out, long values cut: the hot loop of
+    the writer, so built from pieces rather than through a dict."""
+    parts = [f'"time":"{rfc3339_ms(event.time_ns)}","seq":{seq}']
+    for prefix, value in zip(_PREFIXES, event[1:-1], strict=True):
         if value is not None:
-            values[name] = value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "..."
-    values["instance"] = instance
+            parts.append(prefix + encode_string(value if len(value) <= MAX_VALUE_CHARS else _cut(value)))
+    parts.append(',"instance":' + encode_string(instance))
     if event.detail is not None:
-        values["detail"] = values.pop("detail")  # after instance, as FIELDS says
+        parts.append(',"detail":' + encode_string(_cut(event.detail)))
+    return "".join(parts)
+
+
+def fields_of(event: AuditEvent, *, seq: int, instance: str) -> list[tuple[str, str | int]]:
+    """The same fields as pairs (for OpenTelemetry attributes and plain log lines)."""
+    values: list[tuple[str, str | int]] = [("time", rfc3339_ms(event.time_ns)), ("seq", seq)]
+    values += [
+        (name, _cut(value)) for name, value in zip(_NAMED, event[1:-1], strict=True) if value is not None
+    ]
+    values.append(("instance", instance))
+    if event.detail is not None:
+        values.append(("detail", _cut(event.detail)))
     return values
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "..."
+
+
+_NAMED = AuditEvent._fields[1:-1]  # event .. user; time_ns and detail are placed apart
+_PREFIXES = tuple(f',"{name}":' for name in _NAMED)

@@ -25,10 +25,8 @@ class OtelExport:
         self._provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         self._logger = self._provider.get_logger(SCOPE)
 
-    def emit(self, time_ns: int, line: str, fields: dict[str, object]) -> None:
-        attributes = {
-            f"audit.{name}": value for name, value in fields.items() if isinstance(value, str | int)
-        }
+    def emit(self, time_ns: int, line: str, fields: list[tuple[str, str | int]]) -> None:
+        attributes = {f"audit.{name}": value for name, value in fields}
         self._logger.emit(
             LogRecord(
                 timestamp=time_ns,

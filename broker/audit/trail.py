@@ -14,12 +14,13 @@ import logging
 import threading
 from collections import deque
 from datetime import timedelta
+from pathlib import Path
 
-from broker.audit.chain import seal
-from broker.audit.events import AuditEvent, fields_of, now_ns
+from broker.audit.chain import seal_members
+from broker.audit.events import AuditEvent, fields_of, members_of, now_ns
 from broker.audit.hashing import UserHasher, session_ref, token_id
 from broker.audit.otel import OtelExport
-from broker.audit.sink import ChainHead, Sink
+from broker.audit.sink import ChainHead, FileSink, Sink
 
 _log = logging.getLogger(__name__)
 _WAKE_AT = 4096
@@ -38,6 +39,8 @@ class AuditTrail:
         otel: OtelExport | None = None,
     ) -> None:
         self.instance = instance
+        # The file written, if the sink is one (None: the log stream).
+        self.path: Path | None = sink.path if isinstance(sink, FileSink) else None
         self._sink = sink
         self._users = users
         self._otel = otel
@@ -134,10 +137,12 @@ class AuditTrail:
         lines = []
         for event in events:
             self._seq += 1
-            fields = fields_of(event, seq=self._seq, instance=self.instance)
-            line, self._prev = seal(fields, self._prev)
+            line, self._prev = seal_members(
+                members_of(event, seq=self._seq, instance=self.instance), self._prev
+            )
             lines.append(line)
             if self._otel is not None:
+                fields = fields_of(event, seq=self._seq, instance=self.instance)
                 self._otel.emit(event.time_ns, line[:-1], fields)
         self._write("".join(lines))
 

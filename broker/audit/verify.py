@@ -16,6 +16,7 @@ not `trail.closed` (a broker still running or killed, or a cut end), for the aud
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import Any
 from broker.audit.chain import GENESIS, BrokenLineError, unseal
 from broker.audit.sink import AUDIT_LOGGER
 
-_RECORD_START = '{"time":'
+# How a record's line starts (a JSON log line starts with time too, then level).
+_RECORD_START = re.compile(r'\{"time":"[^"]*","seq":\d')
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,7 @@ def _record_lines(path: Path) -> Iterator[_Line]:
             cut = not text.endswith("\n")
             text = text.removesuffix("\n")
             if log_stream is None and text.strip():
-                log_stream = not text.startswith(_RECORD_START)
+                log_stream = _RECORD_START.match(text) is None
             if not log_stream:
                 yield _parsed(_Line(str(path), number, text, cut, log_stream=False))
                 continue
@@ -110,10 +112,10 @@ def _from_log_line(text: str) -> str | None:
         if not isinstance(entry, dict) or entry.get("logger") != AUDIT_LOGGER:
             return None
         message = entry.get("message")
-        return message if isinstance(message, str) and message.startswith(_RECORD_START) else None
+        return message if isinstance(message, str) and _RECORD_START.match(message) else None
     start = text.find(f" {AUDIT_LOGGER} ")
-    at = text.find(_RECORD_START, start) if start >= 0 else -1
-    return text[at:] if at >= 0 else None
+    found = _RECORD_START.search(text, start) if start >= 0 else None
+    return text[found.start() :] if found is not None else None
 
 
 def _parsed(line: _Line) -> _Line:
