@@ -53,6 +53,10 @@ class CertificateCallers:
         self.enabled = bool(self._by_spiffe_id or self._by_dns_name)
         self._named: BoundedCache[bytes, tuple[Caller, ...]] = BoundedCache(capacity)
 
+    @property
+    def cached(self) -> int:
+        return len(self._named)
+
     def caller(self, context: grpc.aio.ServicerContext[object, object]) -> Caller | None:
         """The caller the certificate names; None without a certificate or when it names no caller."""
         pems = context.auth_context().get(_PEM_PROPERTY)

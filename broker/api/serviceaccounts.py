@@ -49,6 +49,10 @@ class ServiceAccountCallers:
         # token -> (caller, valid until): only tokens that verified, so guesses cannot fill it.
         self._valid: BoundedCache[str, tuple[Caller, float]] = BoundedCache(capacity)
 
+    @property
+    def cached(self) -> int:
+        return len(self._valid)
+
     def caller(self, token: str) -> Caller:
         hit = self._valid.get(token)
         if hit is not None and self._clock() < hit[1]:

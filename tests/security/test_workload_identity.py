@@ -143,22 +143,21 @@ async def test_certificates_name_callers_without_a_secret_when_mtls_is_on(
     stranger = ca.client(uris=("spiffe://cluster.test/ns/other/sa/other",), dns_names=("other.cluster.test",))
     two_uris = ca.client(uris=(SPIFFE_ID, "spiffe://cluster.test/ns/other/sa/other"))
     async with running_broker(config(running, clients, ca=ca)) as address:
-        tls = {"ca": ca}
-        many = await get_tokens(address, "oslo", **tls, client=billing, calls=200)
+        many = await get_tokens(address, "oslo", ca=ca, client=billing, calls=200)
         answers = {
-            "spiffe id, own tenant": await get_token(address, "oslo", **tls, client=billing),
-            "spiffe id, other tenant": await get_token(address, "bergen", **tls, client=billing),
-            "dns name, own tenant": await get_token(address, "bergen", **tls, client=reports),
-            "unknown certificate alone": await get_token(address, "oslo", **tls, client=stranger),
+            "spiffe id, own tenant": await get_token(address, "oslo", ca=ca, client=billing),
+            "spiffe id, other tenant": await get_token(address, "bergen", ca=ca, client=billing),
+            "dns name, own tenant": await get_token(address, "bergen", ca=ca, client=reports),
+            "unknown certificate alone": await get_token(address, "oslo", ca=ca, client=stranger),
             "unknown certificate + secret": await get_token(
-                address, "oslo", **tls, client=stranger, bearer=SECRET
+                address, "oslo", ca=ca, client=stranger, bearer=SECRET
             ),
-            "svid with two URIs": await get_token(address, "oslo", **tls, client=two_uris),
+            "svid with two URIs": await get_token(address, "oslo", ca=ca, client=two_uris),
             "billing certificate + batch secret": await get_token(
-                address, "oslo", **tls, client=billing, bearer=SECRET
+                address, "oslo", ca=ca, client=billing, bearer=SECRET
             ),
             "billing certificate + wrong secret": await get_token(
-                address, "oslo", **tls, client=billing, bearer="guess-" + "g" * 40
+                address, "oslo", ca=ca, client=billing, bearer="guess-" + "g" * 40
             ),
         }
     codes = {name: answer.code for name, answer in answers.items()}
