@@ -76,6 +76,17 @@ class StsSettings:
     breaker_cool_down: timedelta = timedelta(seconds=5)
 
 
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    # STS requests a caller may drive (StartLogin, CompleteLogin, EndSession, exchange misses), per broker
+    # process: the average rate and the burst. A login is two (PAR, then the code); 5/s is 2.5 logins a
+    # second for one front end, and 50 covers a shift change's logins at once.
+    sts_requests_per_caller_per_s: float = 5.0
+    sts_burst: int = 50
+    # Per-caller rates (`[callers.<name>] sts_requests_per_s`) that differ from the default.
+    caller_rates: Mapping[str, float] = field(default_factory=dict)
+
+
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -107,6 +118,7 @@ class BrokerConfig:
     store: StoreSettings = StoreSettings()
     cache: CacheSettings = CacheSettings()
     sts: StsSettings = StsSettings()
+    limits: LimitsSettings = LimitsSettings()
     # No callers: the broker serves anyone who reaches it, which it allows only on a loopback address.
     callers: Mapping[str, Caller] = field(default_factory=dict)
     telemetry: TelemetrySettings = TelemetrySettings()
@@ -131,6 +143,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
         "store",
         "cache",
         "sts",
+        "limits",
         "telemetry",
         "audit",
         "clients",
@@ -167,6 +180,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str
         store=_parse_store(_table(raw, "store", required=False), reader),
         cache=_parse_cache(_table(raw, "cache", required=False)),
         sts=_parse_sts(_table(raw, "sts", required=False)),
+        limits=_parse_limits(_table(raw, "limits", required=False), _table(raw, "callers", required=False)),
         telemetry=_parse_telemetry(_table(raw, "telemetry", required=False)),
         audit=_parse_audit(
             _table(raw, "audit", required=False), reader, base_dir, _table(raw, "telemetry", required=False)
@@ -292,7 +306,7 @@ def _parse_callers(
     for name, value in raw.items():
         path = f"callers.{name}"
         table = _as_table(value, path)
-        _only_keys(table, path, {"tenants", "targets", "sessions", *_CALLER_IDENTITIES})
+        _only_keys(table, path, {"tenants", "targets", "sessions", "sts_requests_per_s", *_CALLER_IDENTITIES})
         if not _CALLER_IDENTITIES & set(table):
             raise ConfigurationError(
                 path, "needs a way to authenticate: credential, spiffe_id, dns_name or service_account"
@@ -502,6 +516,22 @@ def _parse_sts(table: Mapping[str, Any]) -> StsSettings:
         breaker_threshold=threshold,
         breaker_cool_down=_seconds(table, "breaker_cool_down_s", "sts", defaults.breaker_cool_down),
     )
+
+
+def _parse_limits(table: Mapping[str, Any], callers: Mapping[str, Any]) -> LimitsSettings:
+    _only_keys(table, "limits", {"sts_requests_per_caller_per_s", "sts_burst"})
+    defaults = LimitsSettings()
+    default_rate = defaults.sts_requests_per_caller_per_s
+    rate = _number(table, "sts_requests_per_caller_per_s", "limits", default_rate, above=0, at_most=10_000)
+    burst = table.get("sts_burst", defaults.sts_burst)
+    if not isinstance(burst, int) or isinstance(burst, bool) or not 1 <= burst <= 100_000:
+        raise ConfigurationError("limits.sts_burst", "must be a whole number from 1 to 100000")
+    caller_rates = {
+        name: _number(caller, "sts_requests_per_s", f"callers.{name}", rate, above=0, at_most=10_000)
+        for name, caller in ((name, _as_table(value, f"callers.{name}")) for name, value in callers.items())
+        if "sts_requests_per_s" in caller
+    }
+    return LimitsSettings(rate, burst, caller_rates)
 
 
 def _parse_telemetry(table: Mapping[str, Any]) -> TelemetrySettings:

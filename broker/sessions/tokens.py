@@ -5,6 +5,8 @@ one session are serialised: in this process by a lock per session, across replic
 number, renewed while the STS answers. The rotated refresh token is stored together with the access token
 it bought, and only while the lease holds, before any caller sees the token. A store fault stops the
 refresh (the new refresh token could not be kept) and answers UNAVAILABLE; it never loses the session.
+A `min_remaining` that no fresh token of the tenant and target can meet is refused without a refresh (see
+tokens/reach.py), and a token shorter than asked is never answered.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from broker.sessions.login import session_key
 from broker.sessions.ports import LoginEndpoints, SessionLease, SessionStore, TokenEndpoint
 from broker.store.bounded import ExpiringMap
 from broker.tokens.policy import FreshnessPolicy
+from broker.tokens.reach import LifetimeReach
 from broker.tokens.routes import Route, RouteTable
 
 _log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class SessionTokens:
         self._clock = clock
         self._policy = policy or FreshnessPolicy()
         self._lease_ttl = lease_ttl
+        # Per (tenant, target): what a fresh token can give, so an impossible min_remaining costs no refresh.
+        self._reach = LifetimeReach(self._policy)
         # (session key, target) -> (token, usable until, tenant)
         self._memory: ExpiringMap[tuple[str, str], tuple[AccessToken, datetime, str]] = ExpiringMap(
             MEMORY_CAPACITY, clock
@@ -96,6 +101,8 @@ class SessionTokens:
         if cached is not None and allow is not None:
             allow(cached[2])
         if cached is None or self._clock() + min_remaining >= cached[1]:
+            if cached is not None:  # known impossible: refused without a lock, a read or a refresh
+                self._reach.refuse_beyond((cached[2], target), min_remaining)
             if cached is None:
                 # An unknown session costs one read and nothing else: no lock, no lease, no write.
                 session = await self._live_session(key)
@@ -104,6 +111,8 @@ class SessionTokens:
             async with self._locks.hold(key):
                 await self._token_serialised(key, target, min_remaining)
             cached = self._memory[(key, target)]
+            if self._clock() + min_remaining >= cached[1]:
+                raise self._reach.refusal((cached[2], target))  # never OK with less than was asked
         token, _, tenant = cached
         return token, self._routes.resolve(tenant, target)
 
@@ -141,10 +150,12 @@ class SessionTokens:
         token = await self._store.get_token(key, target)
         if token is None:
             return None
+        session = await self._live_session(key)
+        self._reach.learn((session.tenant, target), token)
         usable_until = self._policy.usable_until(token)
         if self._clock() + min_remaining >= usable_until:
+            self._reach.refuse_beyond((session.tenant, target), min_remaining)  # before any lease
             return None
-        session = await self._live_session(key)
         self._memory.put((key, target), (token, usable_until, session.tenant), usable_until)
         return token
 
@@ -166,6 +177,7 @@ class SessionTokens:
                     reason=Reason.TARGET_NOT_IN_SESSION,
                     target=target,
                 )
+            self._reach.refuse_beyond((session.tenant, target), min_remaining)  # known from other sessions
             try:
                 tokens = await self._token_endpoint.refresh(
                     route.client,
@@ -188,6 +200,7 @@ class SessionTokens:
                 expires_at=tokens.refresh_expires_at or session.expires_at,
             )
             token = tokens.access_token
+            self._reach.learn((session.tenant, target), token)
             usable_until = self._policy.usable_until(token)
             renewer.cancel()
             saved = await self._store.save_refreshed(

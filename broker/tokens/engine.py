@@ -5,6 +5,8 @@
 - A miss waits for one fetch. In-process, concurrent callers share one task; across replicas, the one that
   holds the key's lease fetches while the others wait for its result (pub/sub, with polling as a fallback).
 - A token is never served at or after `usable_until` (expiry minus skew), and a failure is never cached.
+- A `min_remaining` that no fresh token can meet is refused from the route's known lifetime (reach.py),
+  without an STS request; one that a fresh token can meet costs one shared fetch, not one per caller.
 - When the shared store fails, the engine goes on with process memory and direct fetches. With a
   coordinator, a token reaches the store only under its lease (fenced), even when the lease call failed
   and the token was fetched without coordination: a write is never unfenced while Redis is reachable.
@@ -29,6 +31,7 @@ from broker.telemetry import SOURCE_MEMORY, SOURCE_STORE, SOURCE_STS, Metrics, t
 from broker.tokens.budget import RequestBudget
 from broker.tokens.policy import Backoff, FreshnessPolicy
 from broker.tokens.ports import Coordinator, Lease, TokenSource, TokenStore
+from broker.tokens.reach import LifetimeReach
 from broker.tokens.routes import Route, RouteTable
 from broker.tokens.store_health import StoreHealth
 
@@ -77,6 +80,8 @@ class TokenEngine:
         self._backoff = backoff or Backoff()
         self._lease_ttl = lease_ttl
         self._budget = budget
+        # Per route, what a fresh token can give: impossible min_remaining requests cost no STS request.
+        self._reach = LifetimeReach(self._policy)
         self._memory: dict[str, Entry] = {}
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -128,17 +133,18 @@ class TokenEngine:
                 yield token
 
     async def _load(self, route: Route, min_remaining: timedelta) -> Entry:
-        entry = await asyncio.shield(self._shared_fill(route, min_remaining, fresh=False))
-        if self.clock() + min_remaining < entry.usable_until:
-            return entry
-        # The caller joined a fill for a smaller min_remaining, or wants more than any token lives.
-        entry = await asyncio.shield(self._shared_fill(route, min_remaining, fresh=True))
-        if self.clock() + min_remaining < entry.usable_until:
-            return entry
-        raise InvalidRequestError(
-            "min_remaining_lifetime",
-            f"longer than the tokens this target gets ({int(entry.token.lifetime.total_seconds())} s)",
-        )
+        key = route.cache_key
+        self._reach.refuse_beyond(key, min_remaining)  # known impossible: no STS request
+        for _ in range(3):
+            joined = key in self._inflight
+            entry = await asyncio.shield(self._shared_fill(route, min_remaining, fresh=False))
+            if self.clock() + min_remaining < entry.usable_until:
+                return entry
+            self._reach.refuse_beyond(key, min_remaining)  # the fill taught the route's lifetime
+            if not joined:
+                break  # a fill for this very request fell short: the STS is slower than the margin
+            # Joined a fill for a smaller min_remaining: start one for this request.
+        raise self._reach.refusal(key)
 
     # --- refreshing -------------------------------------------------------------------------------------
 
@@ -330,6 +336,7 @@ class TokenEngine:
     # --- bookkeeping ------------------------------------------------------------------------------------
 
     def _entry(self, route: Route, token: AccessToken, source: str) -> Entry:
+        self._reach.learn(route.cache_key, token)
         refresh_at = self._policy.refresh_at(token, route.cache_key)
         return Entry(token, refresh_at, self._policy.usable_until(token), source)
 
