@@ -18,10 +18,10 @@ from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from broker.errors import InvalidRequestError
+from broker.protocol.rfc3986 import MAX_URL_LENGTH
 
 # gRPC refuses larger request messages before they are even decoded (see server.py).
 MAX_REQUEST_BYTES = 64 * 1024
-MAX_URL_LENGTH = 2048
 MAX_MIN_REMAINING = timedelta(hours=24)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
