@@ -21,8 +21,9 @@ from typing import Any
 
 import grpc
 import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from broker.audit import token_id
+from broker.audit import AuditSettings, open_trail, token_id
 from broker.errors import Reason
 from broker.protocol import keys
 from broker.v1 import token_broker_service_pb2 as pb
@@ -31,6 +32,7 @@ from tests.fixtures.login import log_in
 from tests.fixtures.redis_server import free_port
 from tests.fixtures.sessions import JOURNAL_ID, PPS, REDIRECT_URI, SFM, WebClient, sts_for_logins
 from tests.observability.broker_process import BrokerProcess, broker_process, wait_until
+from tests.observability.otlp_receiver import otlp_receiver
 
 CREDENTIAL = "epj-front-end-" + base64.b32encode(os.urandom(30)).decode()
 AUTH = (("authorization", f"Bearer {CREDENTIAL}"),)
@@ -218,3 +220,24 @@ def test_audit_verify_passes_the_file_as_written_and_names_the_line_once_one_is_
     assert intact.returncode == 0, intact.stdout + intact.stderr
     assert edited.returncode == 1
     assert f"{copy}:{target + 1}: altered" in edited.stdout
+
+
+def test_otel_export_carries_each_sealed_line_when_audit_otel_is_on(tmp_path: Path) -> None:
+    with otlp_receiver() as receiver:
+        settings = AuditSettings(directory=tmp_path, otlp_endpoint=receiver.endpoint, hash_key=os.urandom(32))
+        trail = open_trail(settings, instance="host-1")
+        for _ in range(5):
+            trail.call(rpc="GetToken", event="served", outcome="OK", caller="epj", tenant="oslo", token="t")
+        trail.close()  # flushes the exporter
+        exported = [
+            record
+            for body in receiver.bodies("/v1/logs")
+            for resource_logs in ExportLogsServiceRequest.FromString(body).resource_logs
+            for scope_logs in resource_logs.scope_logs
+            for record in scope_logs.log_records
+        ]
+    written = (tmp_path / "audit-host-1.jsonl").read_text().splitlines()
+    print(f"OTel log records exported: {len(exported)}; lines in the file: {len(written)}")
+    assert [record.body.string_value for record in exported] == written
+    attributes = {item.key: item.value.string_value for item in exported[1].attributes}
+    assert (attributes["audit.event"], attributes["audit.caller"]) == ("served", "epj")
