@@ -5,7 +5,9 @@ open      requests fail at once with IdpUnavailableError (RetryInfo = time left)
 half-open one trial request is let through; success closes the circuit, failure opens it again
 
 Only outages count (network faults, timeouts, 5xx, 429). An OAuth error such as invalid_client is an answer,
-not an outage, and does not open the circuit.
+not an outage, and does not open the circuit. A request its caller gave up on (cancelled at the caller's
+deadline) counts as neither: the caller's patience says nothing about the STS, and a cancelled half-open
+trial frees the circuit for the next one.
 """
 
 from __future__ import annotations
@@ -45,7 +47,12 @@ class CircuitBreaker:
             return "closed"
         return "half-open" if self._monotonic() - self._opened_at >= self._cool_down else "open"
 
-    def before_request(self) -> None:
+    @property
+    def failures(self) -> int:
+        """Outages in a row since the last answer."""
+        return self._failures
+
+    def raise_if_open(self) -> None:
         """Raises IdpUnavailableError while the circuit is open, or while the half-open trial runs."""
         if self._opened_at is None:
             return
@@ -57,7 +64,14 @@ class CircuitBreaker:
                 issuer=self.issuer,
                 retry_after=wait,
             )
+
+    def before_request(self) -> bool:
+        """Lets a request through or raises like raise_if_open; True when it is the half-open trial."""
+        self.raise_if_open()
+        if self._opened_at is None:
+            return False
         self._trial_running = True
+        return True
 
     def succeeded(self) -> None:
         if self._opened_at is not None:
@@ -66,9 +80,13 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_running = False
 
-    def abandoned(self) -> None:
-        """The request ended without an answer (cancelled): a half-open trial may be tried again."""
-        self._trial_running = False
+    def abandoned(self, trial: bool) -> None:
+        """The request ended without an answer (cancelled): if it was the half-open trial, another may try.
+
+        Other requests leave the trial alone: one that began while the circuit was closed and is cancelled
+        now must not let a second trial start beside the running one."""
+        if trial:
+            self._trial_running = False
 
     def failed(self) -> None:
         self._trial_running = False

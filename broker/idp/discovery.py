@@ -1,11 +1,13 @@
 """OpenID Connect discovery (OpenID Connect Discovery 1.0 §4, RFC 8414), cached per issuer.
 
-NHN's own libraries keep the document 24 h; so do we. Concurrent first requests share one fetch.
+NHN's own libraries keep the document 24 h; so do we. Concurrent first requests share one fetch, which goes
+through the issuer's circuit breaker like every request to the STS and is not cancelled when a waiter's
+deadline runs out. Once the document is older than its TTL, callers go on with it while one fetch renews it
+in the background: endpoints rarely move, and a hung STS must not cost every caller a wait here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ from typing import Any
 import httpx
 
 from broker.errors import IdpUnavailableError, ProtocolError
+from broker.idp.gate import StsGate
+from broker.idp.singleflight import SingleFlight
 from broker.idp.transport import send
 from broker.protocol.http import HTTPRequest
 
@@ -64,25 +68,36 @@ class DiscoveryCache:
     """Returns the metadata of an issuer, fetching it at most once per `ttl`."""
 
     def __init__(
-        self, http: httpx.AsyncClient, clock: Callable[[], datetime], ttl: timedelta = timedelta(hours=24)
+        self,
+        http: httpx.AsyncClient,
+        clock: Callable[[], datetime],
+        *,
+        gate: StsGate,
+        ttl: timedelta = timedelta(hours=24),
     ) -> None:
+        self.gate = gate  # shared with the other clients of the same STS (token requests, PAR, JWKS)
         self._http = http
         self._clock = clock
         self._ttl = ttl
         self._cached: dict[str, tuple[ProviderMetadata, datetime]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._fetches: SingleFlight[ProviderMetadata] = SingleFlight()
 
     async def get(self, issuer: str) -> ProviderMetadata:
         cached = self._cached.get(issuer)
-        if cached is not None and self._clock() < cached[1]:
-            return cached[0]
-        async with self._locks.setdefault(issuer, asyncio.Lock()):
-            cached = self._cached.get(issuer)
-            if cached is not None and self._clock() < cached[1]:
-                return cached[0]
-            metadata = await self._fetch(issuer)
-            self._cached[issuer] = (metadata, self._clock() + self._ttl)
-            return metadata
+        if cached is None:
+            return await self._fetches.run(issuer, lambda: self._fetch_and_keep(issuer))
+        metadata, renew_at = cached
+        if self._clock() >= renew_at:
+            self._fetches.start(issuer, lambda: self._fetch_and_keep(issuer))
+        return metadata
+
+    async def close(self) -> None:
+        await self._fetches.close()
+
+    async def _fetch_and_keep(self, issuer: str) -> ProviderMetadata:
+        metadata = await self.gate.call(issuer, "broker.sts.discovery", lambda: self._fetch(issuer))
+        self._cached[issuer] = (metadata, self._clock() + self._ttl)
+        return metadata
 
     async def _fetch(self, issuer: str) -> ProviderMetadata:
         request = HTTPRequest("GET", issuer.rstrip("/") + WELL_KNOWN, {"Accept": "application/json"}, {})

@@ -1,9 +1,10 @@
 """The STS endpoints of a user login besides the token endpoint: PAR, revocation, and the JWKS that signs
-ID tokens. Each call gets a fresh client assertion; HelseID accepts one only once."""
+ID tokens. Each call gets a fresh client assertion; HelseID accepts one only once. Every request passes the
+issuer's circuit breaker (the discovery cache's gate, shared with the token requests); a JWKS fetch is
+shared by every caller that needs it and is not cancelled by one caller's deadline."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from joserfc.jwk import KeySet
 
 from broker.errors import IdpUnavailableError, ProtocolError
 from broker.idp.discovery import DiscoveryCache
+from broker.idp.gate import StsGate
+from broker.idp.singleflight import SingleFlight
 from broker.idp.sts import new_jti
 from broker.idp.transport import send
 from broker.model import Client
@@ -30,13 +33,15 @@ class UserEndpoints:
         clock: Callable[[], datetime],
         *,
         jwks_ttl: timedelta = timedelta(hours=1),
+        gate: StsGate | None = None,
     ) -> None:
         self._http = http
         self._discovery = discovery
+        self._gate = gate or discovery.gate
         self._clock = clock
         self._jwks_ttl = jwks_ttl
         self._jwks: dict[str, tuple[KeySet, datetime]] = {}
-        self._jwks_lock = asyncio.Lock()
+        self._jwks_fetches: SingleFlight[KeySet] = SingleFlight()
 
     async def push_authorization(
         self,
@@ -71,8 +76,12 @@ class UserEndpoints:
             assertion=self._assertion(client, metadata.issuer, now),
             parameters=form,
         )
-        response = await send(self._http, request, issuer=client.issuer)
-        pushed = rfc9126.parse_par_response(response, now=now, issuer=client.issuer)
+
+        async def push() -> rfc9126.PushedRequest:
+            response = await send(self._http, request, issuer=client.issuer)
+            return rfc9126.parse_par_response(response, now=now, issuer=client.issuer)
+
+        pushed = await self._gate.call(client.issuer, "broker.sts.par", push)
         url = rfc9126.authorization_url(
             metadata.authorization_endpoint, client_id=client.client_id, request_uri=pushed.request_uri
         )
@@ -91,8 +100,12 @@ class UserEndpoints:
             token=refresh_token,
             token_type_hint="refresh_token",  # noqa: S106 - a hint name, not a secret
         )
-        response = await send(self._http, request, issuer=client.issuer)
-        rfc7009.check_revocation_response(response, now=now, issuer=client.issuer)
+
+        async def revoke() -> None:
+            response = await send(self._http, request, issuer=client.issuer)
+            rfc7009.check_revocation_response(response, now=now, issuer=client.issuer)
+
+        await self._gate.call(client.issuer, "broker.sts.revocation", revoke)
         return True
 
     async def id_token_keys(self, issuer: str, *, refresh: bool = False) -> KeySet:
@@ -100,20 +113,29 @@ class UserEndpoints:
         cached = self._jwks.get(issuer)
         if cached is not None and not refresh and self._clock() < cached[1]:
             return cached[0]
-        async with self._jwks_lock:
-            metadata = await self._discovery.get(issuer)
-            if metadata.jwks_uri is None:
-                raise ProtocolError("the STS publishes no jwks_uri", issuer=issuer)
-            request = HTTPRequest("GET", metadata.jwks_uri, {"Accept": "application/json"}, {})
+        return await self._jwks_fetches.run(issuer, lambda: self._fetch_jwks(issuer))
+
+    async def close(self) -> None:
+        await self._jwks_fetches.close()
+
+    async def _fetch_jwks(self, issuer: str) -> KeySet:
+        metadata = await self._discovery.get(issuer)
+        if metadata.jwks_uri is None:
+            raise ProtocolError("the STS publishes no jwks_uri", issuer=issuer)
+        request = HTTPRequest("GET", metadata.jwks_uri, {"Accept": "application/json"}, {})
+
+        async def fetch() -> KeySet:
             response = await send(self._http, request, issuer=issuer)
             if response.status >= 500:
                 raise IdpUnavailableError(f"the JWKS answered HTTP {response.status}", issuer=issuer)
             try:
-                keys = KeySet.import_key_set(json.loads(response.body))
+                return KeySet.import_key_set(json.loads(response.body))
             except (ValueError, JoseError) as exc:
                 raise ProtocolError("the STS's JWKS cannot be read", issuer=issuer) from exc
-            self._jwks[issuer] = (keys, self._clock() + self._jwks_ttl)
-            return keys
+
+        keys = await self._gate.call(issuer, "broker.sts.jwks", fetch)
+        self._jwks[issuer] = (keys, self._clock() + self._jwks_ttl)
+        return keys
 
     def _assertion(self, client: Client, audience: str, now: datetime) -> str:
         return rfc7523.build_client_assertion(

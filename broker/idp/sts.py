@@ -7,25 +7,24 @@ NHN's own library pays two every time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from broker.errors import BrokerError, IdpUnavailableError, StoreUnavailableError
+from broker.errors import StoreUnavailableError
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.discovery import DiscoveryCache
+from broker.idp.gate import StsGate
 from broker.idp.transport import drive
 from broker.model import AccessToken, Client, Target, TokenSet
 from broker.protocol import flows
 from broker.protocol.http import HTTPRequest, HTTPResponse
-from broker.telemetry import Metrics, tracer
+from broker.telemetry import Metrics
 
 _log = logging.getLogger(__name__)
 R = TypeVar("R", flows.FlowResult, flows.TokenSetResult)
@@ -60,21 +59,18 @@ class StsClient:
         self._clock = clock
         self._shared = shared_nonces
         self._metrics = metrics or Metrics()
-        self._breaker_factory = breaker_factory or (
-            lambda issuer: CircuitBreaker(issuer, on_transition=self._metrics.breaker)
+        # One gate per STS client: discovery, token requests, and (through the discovery cache) PAR,
+        # revocation and JWKS share each issuer's breaker and the cap on requests in flight.
+        self.gate = StsGate(
+            metrics=self._metrics,
+            breaker_factory=breaker_factory,
+            max_concurrent_requests=max_concurrent_requests,
         )
-        self.discovery = DiscoveryCache(http, clock)
+        self.discovery = DiscoveryCache(http, clock, gate=self.gate)
         self._nonces: dict[str, str] = {}
-        self._breakers: dict[str, CircuitBreaker] = {}
-        # Requests beyond this wait here, in order, instead of piling up in the HTTP client's pool, whose
-        # bookkeeping grows with its queue (httpcore's connection assignment) until a replica stalls.
-        self._in_flight = asyncio.Semaphore(max_concurrent_requests)
 
     def breaker(self, issuer: str) -> CircuitBreaker:
-        breaker = self._breakers.get(issuer)
-        if breaker is None:
-            breaker = self._breakers[issuer] = self._breaker_factory(issuer)
-        return breaker
+        return self.gate.breaker(issuer)
 
     async def fetch_client_credentials(
         self, client: Client, target: Target, details: Sequence[Mapping[str, Any]]
@@ -172,27 +168,7 @@ class StsClient:
         make_flow: Callable[[str | None], Generator[HTTPRequest, HTTPResponse, R]],
     ) -> R:
         """Runs one token-endpoint flow behind the issuer's circuit breaker, with nonce memory and metrics."""
-        breaker = self.breaker(issuer)
-        async with self._in_flight:
-            breaker.before_request()
-            started = time.monotonic()
-            with tracer.start_as_current_span(span, attributes={"broker.issuer": issuer}):
-                try:
-                    result = await self._run(issuer, make_flow)
-                except IdpUnavailableError:
-                    breaker.failed()
-                    self._metrics.sts_request(time.monotonic() - started, "unavailable")
-                    raise
-                except BrokerError:
-                    breaker.succeeded()  # the STS answered; a refusal is not an outage
-                    self._metrics.sts_request(time.monotonic() - started, "rejected")
-                    raise
-                except BaseException:
-                    breaker.abandoned()  # cancelled: a half-open trial must not hold the circuit open
-                    raise
-        breaker.succeeded()
-        self._metrics.sts_request(time.monotonic() - started, "ok")
-        return result
+        return await self.gate.call(issuer, span, lambda: self._run(issuer, make_flow))
 
     async def _run(
         self, issuer: str, make_flow: Callable[[str | None], Generator[HTTPRequest, HTTPResponse, R]]
@@ -230,4 +206,5 @@ class StsClient:
                 await self._shared.put_nonce(issuer, nonce)
 
     async def close(self) -> None:
+        await self.discovery.close()
         await self.http.aclose()

@@ -91,6 +91,34 @@ def test_abandoned_trial_lets_the_next_request_try_when_the_trial_was_cancelled(
     for _ in range(3):
         circuit.failed()
     clock.now += 5
-    circuit.before_request()
-    circuit.abandoned()
-    circuit.before_request()  # would raise if the cancelled trial still held the circuit
+    trial = circuit.before_request()
+    circuit.abandoned(trial)
+    assert circuit.before_request()  # would raise if the cancelled trial still held the circuit
+
+
+def test_a_cancelled_request_that_was_not_the_trial_leaves_the_running_trial_alone() -> None:
+    clock, transitions = Monotonic(), []
+    circuit = breaker(clock, transitions)
+    assert not circuit.before_request()  # began while the circuit was closed
+    for _ in range(3):
+        circuit.failed()
+    clock.now += 5
+    assert circuit.before_request()  # the half-open trial
+    circuit.abandoned(False)  # the old request is cancelled now
+    with pytest.raises(IdpUnavailableError):
+        circuit.before_request()  # still one trial at a time
+    assert circuit.state == "half-open"
+
+
+def test_raise_if_open_checks_without_taking_the_trial() -> None:
+    clock, transitions = Monotonic(), []
+    circuit = breaker(clock, transitions)
+    circuit.raise_if_open()
+    for _ in range(3):
+        circuit.failed()
+    with pytest.raises(IdpUnavailableError):
+        circuit.raise_if_open()
+    clock.now += 5
+    circuit.raise_if_open()
+    circuit.raise_if_open()
+    assert circuit.before_request()  # the check took nothing: the trial is still free
