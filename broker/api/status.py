@@ -17,44 +17,58 @@ from grpc_status import rpc_status
 
 from broker.errors import (
     BrokerError,
-    ConfigurationError,
-    IdpRejectedError,
     IdpUnavailableError,
     InvalidRequestError,
-    NotFoundError,
-    PermissionDeniedError,
     RateLimitedError,
     Reason,
-    UnauthenticatedError,
 )
 
 DOMAIN = "broker.helseid"
 _log = logging.getLogger(__name__)
 
-_CODES: tuple[tuple[type[BrokerError], grpc.StatusCode], ...] = (
-    (InvalidRequestError, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND),
-    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
-    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED),
-    # The caller asked for something valid; the broker's registration or configuration is what is wrong.
-    (IdpRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
-    (ConfigurationError, grpc.StatusCode.FAILED_PRECONDITION),
-    (IdpUnavailableError, grpc.StatusCode.UNAVAILABLE),
-    (RateLimitedError, grpc.StatusCode.RESOURCE_EXHAUSTED),
-)
-
-
-def status_code(error: BrokerError) -> grpc.StatusCode:
-    for kind, code in _CODES:
-        if isinstance(error, kind):
-            return code
-    return grpc.StatusCode.UNAVAILABLE if error.retryable else grpc.StatusCode.INTERNAL
+_C = grpc.StatusCode
+# Every reason's gRPC code: the one mapping, checked complete by tests/contract/test_reasons.py and listed in
+# the README's error table.
+REASON_CODES: dict[Reason, grpc.StatusCode] = {
+    Reason.INVALID_ARGUMENT: _C.INVALID_ARGUMENT,
+    Reason.LOGIN_STATE_UNKNOWN: _C.INVALID_ARGUMENT,
+    Reason.ISSUER_MISMATCH: _C.INVALID_ARGUMENT,
+    Reason.REDIRECT_URI_NOT_ALLOWED: _C.INVALID_ARGUMENT,
+    Reason.LIFETIME_UNAVAILABLE: _C.INVALID_ARGUMENT,
+    Reason.NOT_FOUND: _C.NOT_FOUND,
+    Reason.TENANT_NOT_FOUND: _C.NOT_FOUND,
+    Reason.TARGET_NOT_FOUND: _C.NOT_FOUND,
+    Reason.SESSION_NOT_FOUND: _C.NOT_FOUND,
+    Reason.SESSION_EXPIRED: _C.NOT_FOUND,
+    Reason.CALLER_UNAUTHENTICATED: _C.UNAUTHENTICATED,
+    Reason.PERMISSION_DENIED: _C.PERMISSION_DENIED,
+    Reason.CALLER_NOT_ALLOWED: _C.PERMISSION_DENIED,
+    Reason.TARGET_NOT_ALLOWED: _C.PERMISSION_DENIED,
+    Reason.URL_NOT_ALLOWED: _C.PERMISSION_DENIED,
+    Reason.TARGET_NOT_IN_SESSION: _C.PERMISSION_DENIED,
+    Reason.LOGIN_REQUIRED: _C.PERMISSION_DENIED,
+    Reason.SESSIONS_DISABLED: _C.PERMISSION_DENIED,
+    Reason.LOGIN_NOT_CONFIGURED: _C.PERMISSION_DENIED,
+    Reason.RATE_LIMITED: _C.RESOURCE_EXHAUSTED,
+    # The caller asked for something valid; the broker's registration, configuration or its STS is wrong.
+    Reason.STS_REJECTED: _C.FAILED_PRECONDITION,
+    Reason.INVALID_CONFIGURATION: _C.FAILED_PRECONDITION,
+    Reason.PROTOCOL_VIOLATION: _C.FAILED_PRECONDITION,
+    Reason.STS_UNAVAILABLE: _C.UNAVAILABLE,
+    Reason.STORE_UNAVAILABLE: _C.UNAVAILABLE,
+    Reason.DEADLINE_EXCEEDED: _C.DEADLINE_EXCEEDED,
+    Reason.INTERNAL: _C.INTERNAL,
+}
 
 
 # Whatever an error echoes (a tenant name, a URL) is cut to these lengths, so a status stays well under
 # 1 KB however large the caller's input was.
 MAX_MESSAGE = 300
 MAX_METADATA_VALUE = 120
+
+
+def status_code(error: BrokerError) -> grpc.StatusCode:
+    return REASON_CODES[error.reason]
 
 
 def to_status(error: BrokerError) -> grpc.Status:
