@@ -129,6 +129,7 @@ class TokenBrokerServicer:
             request.target,
             request.subject_token,
             fields.duration(request.min_remaining_lifetime),
+            charge=call.charge_sts,  # only an exchange that reaches the STS costs the caller's rate
         )
         call.token = token.value
         return pb.ExchangeTokenResponse(access_token=_access_token(token))
