@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,15 +24,17 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from broker.audit import AuditSettings, open_trail, token_id
+from broker.audit import AuditSettings, open_trail, token_id, verify
 from broker.errors import Reason
 from broker.protocol import keys
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
+from tests.fixtures.broker_server import sfm_clients
 from tests.fixtures.login import log_in
 from tests.fixtures.redis_server import free_port
 from tests.fixtures.sessions import JOURNAL_ID, PPS, REDIRECT_URI, SFM, WebClient, sts_for_logins
-from tests.observability.broker_process import BrokerProcess, broker_process, wait_until
+from tests.fixtures.sts import running_sts
+from tests.observability.broker_process import BrokerProcess, broker_process, wait_until, write_config
 from tests.observability.otlp_receiver import otlp_receiver
 
 CREDENTIAL = "epj-front-end-" + base64.b32encode(os.urandom(30)).decode()
@@ -241,3 +244,26 @@ def test_otel_export_carries_each_sealed_line_when_audit_otel_is_on(tmp_path: Pa
     assert [record.body.string_value for record in exported] == written
     attributes = {item.key: item.value.string_value for item in exported[1].attributes}
     assert (attributes["audit.event"], attributes["audit.caller"]) == ("served", "epj")
+
+
+def test_each_worker_writes_its_own_intact_chain_when_the_broker_runs_two_workers(tmp_path: Path) -> None:
+    clients = sfm_clients()
+    with running_sts("devauthority", tmp_path / "sts", clients) as sts:
+        settings = 'log_level = "WARNING"\n\n[audit]\ndirectory = "audit"'
+        config = write_config(tmp_path, sts.issuer, clients, settings, workers=2)
+        with broker_process(config, free_port(), stop_signal=signal.SIGINT) as broker:
+            wait_until(broker, lambda: _listening(broker), "the broker's port")
+            with grpc.insecure_channel(broker.address) as channel:
+                stub = pb_grpc.TokenBrokerServiceStub(channel)  # type: ignore[no-untyped-call]
+                for _ in range(20):
+                    stub.GetToken(pb.GetTokenRequest(tenant="oslo", target="sfm"), timeout=30)
+            assert broker.stop() == 0, broker.output()[-3000:]
+    files = sorted((tmp_path / "audit").glob("audit-*.jsonl"))
+    result = verify(*files)
+    served = sum(path.read_text().count('"event":"served"') for path in files)
+    print(
+        f"two workers: {len(files)} files, {result.records} records, {result.chains} chains, {served} served"
+    )
+    assert (len(files), result.chains, served) == (2, 2, 20)
+    assert result.intact
+    assert result.open_chains == ()
