@@ -1,4 +1,4 @@
-"""Who may call the broker, and for what. A caller is known by any of:
+"""Who calls the broker. A caller is known by any of:
 
 - its client certificate (mTLS): the SPIFFE ID or a DNS name among the SANs (`api/identity.py`);
 - a Kubernetes service-account token, `authorization: Bearer <jwt>` (`api/serviceaccounts.py`);
@@ -6,7 +6,7 @@
 
 When a certificate names a caller and a credential arrives too, both must name the same caller. A
 certificate that names no caller (mTLS used only to encrypt) leaves the credential to decide. Each caller may
-use only the tenants and targets the configuration lists for it (default deny).
+use only the tenants and targets the configuration lists for it (default deny); `api/grants.py` checks that.
 
 With no callers configured the broker serves anyone who reaches it; the configuration allows that only on a
 loopback address (the embedded defaults, a sidecar).
@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import grpc
 
 from broker.api.bounded import BoundedCache
 from broker.api.identity import CertificateCallers
 from broker.api.serviceaccounts import KeyFetchInterceptor, ServiceAccountCallers
-from broker.errors import PermissionDeniedError, Reason, UnauthenticatedError
+from broker.errors import UnauthenticatedError
 from broker.idp.jwks import IssuerKeys
 from broker.model import Caller, ServiceAccountIssuer
 from broker.protocol.serviceaccount import is_jwt
@@ -63,25 +63,6 @@ class CallerPolicy:
             )
         return by_credential
 
-    def check(
-        self,
-        context: grpc.aio.ServicerContext[object, object],
-        *,
-        tenant: str | None = None,
-        targets: Iterable[str] = (),
-        sessions: bool = False,
-    ) -> None:
-        caller = self.caller(context)
-        if caller is None:
-            return
-        if tenant is not None and caller.tenants is not None and tenant not in caller.tenants:
-            raise _denied(caller, f"tenant {tenant!r}")
-        for target in targets:
-            if caller.targets is not None and target not in caller.targets:
-                raise _denied(caller, f"target {target!r}")
-        if sessions and not caller.sessions:
-            raise _denied(caller, "user sessions")
-
     def _match(self, value: str) -> Caller:
         if not value[: len(_SCHEME)].lower() == _SCHEME:
             raise UnauthenticatedError("the authorization metadata must use the Bearer scheme")
@@ -112,9 +93,3 @@ def _authorization(context: grpc.aio.ServicerContext[object, object]) -> str | N
         if key == "authorization" and isinstance(value, str):
             return value
     return None
-
-
-def _denied(caller: Caller, what: str) -> PermissionDeniedError:
-    return PermissionDeniedError(
-        f"caller {caller.name!r} may not use {what}", reason=Reason.CALLER_NOT_ALLOWED, caller=caller.name
-    )
