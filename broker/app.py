@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from broker import audit
+from broker.api.ratelimit import StsTrafficLimiter
 from broker.api.server import ServerTls, create_server, mark_serving
 from broker.api.servicer import UserServices
 from broker.config import BrokerConfig, load_config
@@ -146,6 +147,7 @@ async def serve(
         tls=_tls(config),
         audit=trail,
         service_accounts=config.server.service_account_tokens,
+        limiter=StsTrafficLimiter.from_config(config),
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()

@@ -19,7 +19,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from broker.config import CacheSettings
+from broker.config import CacheSettings, LimitsSettings
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 from tests.fixtures.broker_server import broker_config, broker_stub, running_broker, sfm_clients
@@ -169,3 +169,37 @@ async def test_a_session_token_longer_than_the_cached_one_costs_exactly_one_refr
     assert {answer.access_token.token for answer in answers} != {cached.token}
     assert len({answer.access_token.token for answer in answers}) == 1
     assert remaining >= asked.seconds
+
+
+async def test_a_burst_of_start_login_is_limited_with_retry_info_after_the_burst(
+    login_sts: tuple[RunningSts, WebClient],
+) -> None:
+    running, client = login_sts
+    burst = 5
+    limits = LimitsSettings(sts_requests_per_caller_per_s=0.01, sts_burst=burst)
+    config = dataclasses.replace(login_config(running.issuer, client), limits=limits)
+    before = running.stats()["par_requests"]
+    outcomes: list[str] = []
+    retry: set[timedelta | None] = set()
+    async with running_broker(config) as address, broker_stub(address) as stub:
+        for _ in range(3 * burst):
+            try:
+                await stub.StartLogin(pb.StartLoginRequest(tenant="oslo", targets=["sfm"]), timeout=30)
+            except grpc.aio.AioRpcError as error:
+                outcomes.append(error.code().name)
+                reason, _, delay = details(error)
+                assert reason == "RATE_LIMITED"
+                retry.add(delay)
+            else:
+                outcomes.append("OK")
+    par = running.stats()["par_requests"] - before
+    print(
+        f"\n{3 * burst} StartLogin, burst {burst}: {outcomes.count('OK')} OK, "
+        f"{outcomes.count('RESOURCE_EXHAUSTED')} RESOURCE_EXHAUSTED, {par} PAR requests at the STS"
+    )
+    assert outcomes == ["OK"] * burst + ["RESOURCE_EXHAUSTED"] * (2 * burst)
+    assert par == burst
+    assert None not in retry
+    assert all(
+        delay is not None and timedelta(seconds=1) < delay <= timedelta(seconds=100) for delay in retry
+    )
