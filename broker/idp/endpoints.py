@@ -52,13 +52,15 @@ class UserEndpoints:
         """PAR (RFC 9126): the URL to send the browser to, and when it stops working.
 
         With org details, every parameter travels in a signed request object (RFC 9101), where HelseID
-        wants a multi-tenant client's organisation at login; otherwise as plain form fields.
+        wants a multi-tenant client's organisation at login; otherwise as plain form fields. The URL stops
+        working at the PAR answer's `expires_in`, or when its request object expires if that is earlier.
         """
         metadata = await self._discovery.get(client.issuer)
         if metadata.pushed_authorization_request_endpoint is None or metadata.authorization_endpoint is None:
             raise ProtocolError("the STS offers no pushed authorization requests", issuer=client.issuer)
         now = self._clock()
         form: Mapping[str, str | tuple[str, ...]] = parameters
+        object_expires_at: datetime | None = None
         if details:
             request_object = rfc9101.build_request_object(
                 client_id=client.client_id,
@@ -70,6 +72,7 @@ class UserEndpoints:
                 details=details,
             )
             form = {"request": request_object}
+            object_expires_at = rfc9101.expires_at(now)
         request = rfc9126.build_par_request(
             metadata.pushed_authorization_request_endpoint,
             client_id=client.client_id,
@@ -85,6 +88,8 @@ class UserEndpoints:
         url = rfc9126.authorization_url(
             metadata.authorization_endpoint, client_id=client.client_id, request_uri=pushed.request_uri
         )
+        if object_expires_at is not None and object_expires_at < pushed.expires_at:
+            return url, object_expires_at
         return url, pushed.expires_at
 
     async def revoke_refresh_token(self, client: Client, refresh_token: str) -> bool:

@@ -3,12 +3,17 @@
 Implements §4 (the request object) and §10.8 (`typ` `oauth-authz-req+jwt`). HelseID wants a multi-tenant
 client's organisation at login in the request object's `authorization_details` (helseid.md §3, §5), signed
 with the client's key, `iss` = client_id, `aud` = the issuer, and at most 60 s of lifetime.
+
+An authorization server may check the object again when the browser opens the PAR URL (RFC 9126 §4 has it
+process the pushed request then), so the URL works no longer than the object: the object gets the whole
+60 s HelseID allows, which covers a PAR `expires_in` of 60 s (the dev authority's and oidc-provider's), and
+`expires_at` tells when the object, and with it the URL, runs out where an STS grants the URL longer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from broker.model import SigningKey
@@ -29,7 +34,7 @@ def build_request_object(
     jti: str,
     parameters: Mapping[str, str | tuple[str, ...]],
     details: Sequence[Mapping[str, Any]] = (),
-    lifetime: timedelta = timedelta(seconds=30),
+    lifetime: timedelta = MAX_LIFETIME,
 ) -> str:
     """A signed request object carrying every authorization parameter (and the org in `details`)."""
     if lifetime > MAX_LIFETIME:
@@ -46,7 +51,7 @@ def build_request_object(
             "jti": jti,
             "iat": issued_at,
             "nbf": issued_at,
-            "exp": issued_at + int(lifetime.total_seconds()),
+            "exp": numeric_date(expires_at(now, lifetime)),
         }
     )
     if details:
@@ -54,3 +59,8 @@ def build_request_object(
         claims[AUTHORIZATION_DETAILS_CLAIM] = [dict(item) for item in details]
     header = {"typ": REQUEST_OBJECT_TYPE, "alg": key.alg, "kid": key.kid}
     return keys.sign_jwt(key, header, claims)
+
+
+def expires_at(now: datetime, lifetime: timedelta = MAX_LIFETIME) -> datetime:
+    """The `exp` of an object built at `now` (whole seconds, as in the claim): when it stops being valid."""
+    return datetime.fromtimestamp(numeric_date(now) + int(lifetime.total_seconds()), UTC)

@@ -95,13 +95,15 @@ class LoginService:
             parameters["dpop_jkt"] = client.dpop_key.thumbprint
         if login_hint:
             parameters["login_hint"] = login_hint
-        url, par_expires_at = await self._endpoints.push_authorization(client, parameters, routes[0].details)
-        expires_at = min(self._clock() + LOGIN_LIFETIME, max(par_expires_at, self._clock() + LOGIN_LIFETIME))
+        url, url_expires_at = await self._endpoints.push_authorization(client, parameters, routes[0].details)
+        # The URL must be opened before url_expires_at (about a minute), but the user may then take minutes
+        # at HelseID before the callback comes: the pending login keeps its own, longer lifetime.
+        expires_at = max(self._clock() + LOGIN_LIFETIME, url_expires_at)
         pending = PendingLogin(
             tenant, tuple(r.target.name for r in routes), redirect, verifier, nonce, expires_at, caller
         )
         await self._store.put_pending(state, pending, expires_at - self._clock())
-        return LoginStart(url, state, expires_at)
+        return LoginStart(url, state, url_expires_at)
 
     async def complete(
         self,
