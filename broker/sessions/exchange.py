@@ -16,13 +16,16 @@ from broker import audit
 from broker.errors import InvalidRequestError, RateLimitedError, StoreUnavailableError
 from broker.model import AccessToken
 from broker.sessions.ports import TokenEndpoint
+from broker.store.bounded import ExpiringMap
 from broker.tokens.policy import FreshnessPolicy
 from broker.tokens.ports import TokenStore
 from broker.tokens.reach import LifetimeReach
 from broker.tokens.routes import RouteTable
 
 _NO_TIME = timedelta(0)
-_PRUNE_AT = 10_000
+# Exchanged tokens this process keeps at most (keyed by a hash of a caller's subject token); the least
+# recently used go first, expired ones in sweeps.
+MEMORY_CAPACITY = 10_000
 
 
 class TokenExchanger:
@@ -41,7 +44,7 @@ class TokenExchanger:
         self._store = store
         self._policy = policy or FreshnessPolicy()
         self._reach = LifetimeReach(self._policy)  # per (tenant, target)
-        self._memory: dict[str, tuple[AccessToken, datetime]] = {}
+        self._memory: ExpiringMap[str, tuple[AccessToken, datetime]] = ExpiringMap(MEMORY_CAPACITY, clock)
         self._inflight: dict[str, asyncio.Task[AccessToken]] = {}
 
     async def exchange(
@@ -95,13 +98,13 @@ class TokenExchanger:
         *,
         charge: Callable[[], None] | None,
     ) -> AccessToken:
-        self._prune()
         if self._store is not None:
             stored = None
             with contextlib.suppress(StoreUnavailableError):  # the store is a cache here: go on without it
                 stored = await self._store.get(key)
             if stored is not None and self._clock() + min_remaining < self._policy.usable_until(stored):
-                self._memory[key] = (stored, self._policy.usable_until(stored))
+                until = self._policy.usable_until(stored)
+                self._memory.put(key, (stored, until), until)
                 return stored
         route = self._routes.resolve(tenant, target)
         if charge is not None:
@@ -118,18 +121,10 @@ class TokenExchanger:
         )
         self._reach.learn((tenant, target), token)
         usable_until = self._policy.usable_until(token)
-        self._memory[key] = (token, usable_until)
+        self._memory.put(key, (token, usable_until), usable_until)
         if self._store is not None:
             with contextlib.suppress(StoreUnavailableError):
                 await self._store.put(
                     key, token, max(usable_until - self._clock(), timedelta(milliseconds=1))
                 )
         return token
-
-    def _prune(self) -> None:
-        """Every subject token makes a new entry; drop the ones that can no longer be served."""
-        if len(self._memory) < _PRUNE_AT:
-            return
-        now = self._clock()
-        for key in [key for key, (_, usable_until) in self._memory.items() if usable_until <= now]:
-            del self._memory[key]
