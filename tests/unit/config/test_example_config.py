@@ -23,8 +23,15 @@ def test_example_configuration_loads_when_its_secrets_exist(tmp_path: Path) -> N
     for name in ("broker.crt", "broker.key", "clients-ca.crt"):
         (tmp_path / "tls" / name).write_text("-----BEGIN PLACEHOLDER-----\n")
     secret = base64.b64encode(os.urandom(32)).decode()
-    environ = {"BROKER_STORE_KEY": secret, "BROKER_CALLER_PRESCRIBING": secret, "BROKER_CALLER_LAB": secret}
+    environ = {
+        "BROKER_STORE_KEY": secret,
+        "BROKER_CALLER_PRESCRIBING": secret,
+        "BROKER_CALLER_LAB": secret,
+        "BROKER_AUDIT_KEY": secret,
+    }
     config = load_config(tmp_path / "broker.toml", environ)
-    assert set(config.callers) == {"prescribing", "lab-results"}
+    assert set(config.callers) == {"prescribing", "lab-results", "referrals", "journal-export"}
+    assert config.callers["referrals"].spiffe_id == "spiffe://epj.example/ns/epj/sa/referrals"
+    assert config.server.service_account_tokens is not None
     assert config.server.tls_client_ca is not None
     assert config.tenants["oslo-legevakt"].warm_targets == ("sfm",)
