@@ -10,15 +10,18 @@ cancelled half-open trial frees the circuit for the next one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import grpc
 import httpx
 import pytest
 
+from broker.config import StsSettings
 from broker.errors import IdpUnavailableError
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.sts import StsClient
@@ -26,7 +29,10 @@ from broker.model import Client, Target, Tenancy, Tenant
 from broker.protocol import keys
 from broker.tokens.engine import TokenEngine
 from broker.tokens.routes import RouteTable
+from broker.v1 import token_broker_service_pb2 as pb
+from tests.fixtures.broker_server import broker_stub, running_broker
 from tests.fixtures.hung_sts import WELL_KNOWN, hung_sts
+from tests.fixtures.sessions import WebClient, login_config
 
 DEADLINE_S = 1.0
 # The deadline plus scheduling slack; far below any request timeout used here.
@@ -192,3 +198,81 @@ async def test_a_cancelled_half_open_trial_frees_the_circuit_for_the_next_reques
     print(f"\nhalf-open: a cancelled trial; the next request reached the STS ({before} -> {after} requests)")
     assert after == before + 1
     assert state == "half-open"
+
+
+# --- end to end: a real broker server, the RPC wrapper bounding each call by the caller's gRPC deadline ---
+
+
+async def grpc_call(call: Awaitable[object]) -> tuple[float, grpc.StatusCode]:
+    started = time.monotonic()
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return time.monotonic() - started, error.code()
+    return time.monotonic() - started, grpc.StatusCode.OK
+
+
+def answered_at_once(elapsed: float, code: grpc.StatusCode) -> bool:
+    return code is grpc.StatusCode.UNAVAILABLE and elapsed < 0.2
+
+
+async def test_through_grpc_deadlines_bound_every_call_and_an_open_breaker_answers_at_once() -> None:
+    threshold = 2
+    async with hung_sts() as sts:
+        config = dataclasses.replace(
+            login_config(sts.issuer, WebClient()),
+            sts=StsSettings(
+                # Not a multiple of the deadline: no call starts just as a shared fetch times out.
+                request_timeout=timedelta(seconds=2.5),
+                breaker_threshold=threshold,
+                breaker_cool_down=timedelta(seconds=60),
+            ),
+        )
+        async with running_broker(config) as address, broker_stub(address) as stub:
+            results: list[tuple[float, grpc.StatusCode]] = []
+            # Until one is answered at once (an UNAVAILABLE within the deadline may also be a shared fetch
+            # that timed out while this caller waited: an outage, counted, but not yet the open circuit).
+            while len(results) < 12 and not (results and answered_at_once(*results[-1])):
+                request = pb.GetTokenRequest(tenant="oslo", target="sfm")
+                results.append(await grpc_call(stub.GetToken(request, timeout=DEADLINE_S)))
+            login = pb.StartLoginRequest(tenant="oslo", targets=["sfm"])
+            open_login = await grpc_call(stub.StartLogin(login, timeout=DEADLINE_S))
+    codes = [code.name for _, code in results]
+    print(
+        f"\ngRPC, hung STS, 2.5 s request timeout, threshold {threshold}, {DEADLINE_S} s deadlines: "
+        f"GetToken answers {codes} (slowest {max(e for e, _ in results):.2f} s, last in "
+        f"{results[-1][0] * 1000:.0f} ms); StartLogin then answered {open_login[1].name} in "
+        f"{open_login[0] * 1000:.0f} ms; STS connections {sts.connections}"
+    )
+    assert max(elapsed for elapsed, _ in results) < WITHIN_S
+    assert set(codes[:-1]) <= {"DEADLINE_EXCEEDED", "UNAVAILABLE"}
+    assert answered_at_once(*results[-1])
+    assert answered_at_once(*open_login)  # PAR passes the same breaker as discovery
+    assert sts.connections == threshold
+
+
+async def test_through_grpc_a_cancelled_par_request_is_dropped_at_the_deadline_and_is_no_outage() -> None:
+    async with hung_sts(answer_discovery=True) as sts:
+        config = dataclasses.replace(
+            login_config(sts.issuer, WebClient()),
+            sts=StsSettings(request_timeout=timedelta(seconds=10), breaker_threshold=1),
+        )
+        async with running_broker(config) as address, broker_stub(address) as stub:
+            login = pb.StartLoginRequest(tenant="oslo", targets=["sfm"])
+            first = await grpc_call(stub.StartLogin(login, timeout=DEADLINE_S))
+            await asyncio.sleep(0.3)  # the broker's own cancellation reaches the STS connection
+            second = await grpc_call(stub.StartLogin(login, timeout=DEADLINE_S))
+            await asyncio.sleep(0.3)
+            dropped = list(sts.dropped_after)
+            pushes = sts.requests["POST /connect/par"]
+    print(
+        f"\ngRPC StartLogin, hung PAR endpoint, 10 s request timeout, threshold 1: answers "
+        f"{first[1].name} in {first[0]:.2f} s and {second[1].name} in {second[0]:.2f} s; the broker dropped "
+        f"its PAR requests after {[round(after, 2) for _, after in dropped]} s; PAR requests {pushes}"
+    )
+    assert (first[1], second[1]) == (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.DEADLINE_EXCEEDED)
+    # The broker stopped waiting for the STS at the caller's deadline, not at its own 10 s timeout ...
+    assert [request for request, _ in dropped] == ["POST /connect/par"] * 2
+    assert all(after < WITHIN_S for _, after in dropped)
+    # ... and a caller giving up is not an outage: with a threshold of 1, the second login still went out.
+    assert pushes == 2
