@@ -19,6 +19,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from broker.api import status
 from broker.config import BrokerConfig
 from broker.errors import BrokerError, InvalidRequestError, PermissionDeniedError, Reason
 from broker.protocol.rfc3986 import MAX_URL_LENGTH
@@ -50,7 +51,8 @@ def ok(htu: str) -> Outcome:
 
 
 MALFORMED = Outcome(code=grpc.StatusCode.INVALID_ARGUMENT, reason=Reason.INVALID_ARGUMENT)  # not a URI
-REFUSED = Outcome(code=grpc.StatusCode.INVALID_ARGUMENT, reason=Reason.URL_NOT_ALLOWED)  # a form we refuse
+# A form we refuse: the same answer as a URL under no prefix (one reason, one code), plus a BadRequest.
+REFUSED = Outcome(code=grpc.StatusCode.PERMISSION_DENIED, reason=Reason.URL_NOT_ALLOWED)
 DENIED = Outcome(code=grpc.StatusCode.PERMISSION_DENIED, reason=Reason.URL_NOT_ALLOWED)  # under no prefix
 LONG_PATH = "/api/" + "a" * (MAX_URL_LENGTH - len(ORIGIN) - len("/api/"))
 
@@ -176,9 +178,7 @@ def outcome_of_call(route: Route, method: str, url: str) -> Outcome:
     try:
         return ok(check_request(route, method, url))
     except (InvalidRequestError, PermissionDeniedError) as error:
-        denied = isinstance(error, PermissionDeniedError)
-        code = grpc.StatusCode.PERMISSION_DENIED if denied else grpc.StatusCode.INVALID_ARGUMENT
-        return Outcome(code=code, reason=error.reason)
+        return Outcome(code=status.status_code(error), reason=error.reason)
 
 
 def test_corpus_outcomes_hold_when_check_request_is_called() -> None:
