@@ -23,6 +23,10 @@ from broker.telemetry import Metrics, tracer
 T = TypeVar("T")
 
 
+def _no_record(seconds: float, outcome: str) -> None:
+    return None
+
+
 class StsGate:
     """Breakers per issuer (issuers come from the configuration, so the map is bounded) and a slot cap."""
 
@@ -48,9 +52,14 @@ class StsGate:
             breaker = self._breakers[issuer] = self._breaker_factory(issuer)
         return breaker
 
-    async def call(self, issuer: str, span: str, request: Callable[[], Awaitable[T]]) -> T:
-        """Runs `request` (one exchange with the STS, nonce retry included) behind the issuer's breaker."""
+    async def call(
+        self, issuer: str, span: str, request: Callable[[], Awaitable[T]], *, token_request: bool = False
+    ) -> T:
+        """Runs `request` (one exchange with the STS, nonce retry included) behind the issuer's breaker.
+
+        Token requests are timed in `broker.sts.duration`, which counts token requests only."""
         breaker = self.breaker(issuer)
+        record = self._metrics.sts_request if token_request else _no_record
         breaker.raise_if_open()
         async with self._in_flight:
             trial = breaker.before_request()
@@ -60,15 +69,15 @@ class StsGate:
                     result = await request()
                 except IdpUnavailableError:
                     breaker.failed()
-                    self._metrics.sts_request(time.monotonic() - started, "unavailable")
+                    record(time.monotonic() - started, "unavailable")
                     raise
                 except BrokerError:
                     breaker.succeeded()  # the STS answered; a refusal is not an outage
-                    self._metrics.sts_request(time.monotonic() - started, "rejected")
+                    record(time.monotonic() - started, "rejected")
                     raise
                 except BaseException:
                     breaker.abandoned(trial)  # cancelled: says nothing about the STS
                     raise
         breaker.succeeded()
-        self._metrics.sts_request(time.monotonic() - started, "ok")
+        record(time.monotonic() - started, "ok")
         return result

@@ -168,7 +168,7 @@ class StsClient:
         make_flow: Callable[[str | None], Generator[HTTPRequest, HTTPResponse, R]],
     ) -> R:
         """Runs one token-endpoint flow behind the issuer's circuit breaker, with nonce memory and metrics."""
-        return await self.gate.call(issuer, span, lambda: self._run(issuer, make_flow))
+        return await self.gate.call(issuer, span, lambda: self._run(issuer, make_flow), token_request=True)
 
     async def _run(
         self, issuer: str, make_flow: Callable[[str | None], Generator[HTTPRequest, HTTPResponse, R]]
