@@ -108,13 +108,21 @@ class SessionTokens:
                 session = await self._live_session(key)
                 if allow is not None:
                     allow(session.tenant)
-            async with self._locks.hold(key):
-                await self._token_serialised(key, target, min_remaining)
+            # A caller that gives up (its deadline) must not cancel a refresh under way: HelseID may already
+            # have rotated the refresh token, and only the finished save keeps the session alive. The work
+            # runs as its own task; the caller waits for it through a shield.
+            work = asyncio.get_running_loop().create_task(self._serialised(key, target, min_remaining))
+            work.add_done_callback(_retrieve)
+            await asyncio.shield(work)
             cached = self._memory[(key, target)]
             if self._clock() + min_remaining >= cached[1]:
                 raise self._reach.refusal((cached[2], target))  # never OK with less than was asked
         token, _, tenant = cached
         return token, self._routes.resolve(tenant, target)
+
+    async def _serialised(self, key: str, target: str, min_remaining: timedelta) -> AccessToken:
+        async with self._locks.hold(key):
+            return await self._token_serialised(key, target, min_remaining)
 
     async def end(self, session_id: str, *, allow: Callable[[str], None] | None = None) -> bool:
         """Revokes the session's refresh token at the STS (where it offers revocation) and deletes it."""
@@ -247,3 +255,9 @@ class SessionTokens:
             await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
             if not await self._store.renew(lease, self._lease_ttl):
                 return
+
+
+def _retrieve(task: asyncio.Task[AccessToken]) -> None:
+    """Marks a refresh's outcome as seen when the caller that started it has gone (no 'never retrieved')."""
+    if not task.cancelled():
+        task.exception()
