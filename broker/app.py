@@ -54,6 +54,7 @@ class Broker:
     scheduler: RefreshScheduler
     users: UserServices
     session_store: RedisSessionStore | MemorySessionStore
+    endpoints: UserEndpoints
 
 
 def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker:
@@ -119,7 +120,7 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
         ),
         exchanger=TokenExchanger(engine.routes, sts, clock, store, policy=policy),
     )
-    return Broker(engine, sts, scheduler, users, session_store)
+    return Broker(engine, sts, scheduler, users, session_store, endpoints)
 
 
 async def serve(
@@ -167,6 +168,7 @@ async def serve(
             await scheduling
         await broker.engine.close()
         await broker.session_store.close()
+        await broker.endpoints.close()  # an in-flight JWKS fetch others shared
         await broker.sts.close()
         audit.configure(None)
         trail.close()  # writes what is queued; after the engine, which records until it stops
