@@ -245,6 +245,10 @@ workers = {workers}
 kind = "redis"
 url = {q(redis_url)}
 encryption_key = {{ env = {q(STORE_KEY_ENV)} }}
+
+# As in production: the audit trail in its own files (beside this one), not in the log stream.
+[audit]
+directory = "audit"
 {cache_section}
 [clients.bench]
 client_id = {q(CLIENT_ID)}
