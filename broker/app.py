@@ -136,6 +136,24 @@ async def serve(
     telemetry = configure_telemetry(config.telemetry, service_instance=process_instance_id(), worker=worker)
     check_exposure(config, listen or config.server.listen)
     trail = _open_audit(config)
+    try:
+        await _serve_with(config, trail, listen=listen, reuse_port=reuse_port, on_ready=on_ready, stop=stop)
+    finally:
+        # Also when the start is interrupted (a stop during a worker's start): what is queued is written.
+        audit.configure(None)
+        trail.close()  # after the engine, which records until it stops
+        telemetry.shutdown()
+
+
+async def _serve_with(
+    config: BrokerConfig,
+    trail: audit.AuditTrail,
+    *,
+    listen: str | None,
+    reuse_port: bool,
+    on_ready: Callable[[int], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
     broker = build_broker(config)
     server, port, health = create_server(
         broker.engine,
@@ -154,11 +172,11 @@ async def serve(
     warm = broker.engine.routes.warm()
     broker.scheduler.start_warm(warm, config.cache.refresh_budget_per_s)
     scheduling = asyncio.get_running_loop().create_task(broker.scheduler.run())
-    await server.start()
-    await mark_serving(health)
-    if on_ready is not None:
-        on_ready(port)
     try:
+        await server.start()
+        await mark_serving(health)
+        if on_ready is not None:
+            on_ready(port)
         await stop.wait()
     finally:
         await health.enter_graceful_shutdown()
@@ -170,9 +188,6 @@ async def serve(
         await broker.session_store.close()
         await broker.endpoints.close()  # an in-flight JWKS fetch others shared
         await broker.sts.close()
-        audit.configure(None)
-        trail.close()  # writes what is queued; after the engine, which records until it stops
-        telemetry.shutdown()
 
 
 def _open_audit(config: BrokerConfig) -> audit.AuditTrail:
@@ -242,6 +257,10 @@ def run_workers(config_path: Path, config: BrokerConfig, listen: str) -> None:
 
 
 def _worker(config_path: str, listen: str, index: int) -> None:
+    # A stop (the parent's SIGTERM) that comes while this worker still starts, before serve() has its
+    # handler, interrupts it like Ctrl-C: serve() then still closes its audit trail and writes what is
+    # queued, where the default SIGTERM would kill the process on the spot.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     config = load_config(Path(config_path))
     configure_logging(config.telemetry, worker=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -122,6 +122,24 @@ class Stream(Generic[Req, Resp]):
 Handler = Unary[Any, Any] | Stream[Any, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """What the guard checks for one method, compiled once at start."""
+
+    rpc: str
+    event: str | None
+    sessions: bool
+    check_fields: fields.Check
+    # Whether the request has a `tenant`, a `target` and a `targets` field: what grants it names.
+    names: tuple[bool, bool, bool]
+
+    @classmethod
+    def of(cls, method: MethodDescriptor, spec: Handler) -> _Rules:
+        fields_by_name = method.input_type.fields_by_name
+        names = ("tenant" in fields_by_name, "target" in fields_by_name, "targets" in fields_by_name)
+        return cls(method.name, spec.event, spec.sessions, fields.validator(method.input_type), names)
+
+
 class _Undecodable:
     """What the deserializer hands over for bytes that are not a valid request message."""
 
@@ -161,23 +179,13 @@ class Guard:
         self, method: MethodDescriptor, spec: Unary[Req, Resp]
     ) -> Callable[[Req | _Undecodable, Context], Awaitable[Resp]]:
         """The guarded coroutine of one unary method (also what the benchmark's hit path times)."""
-        name = method.name
-        check_fields = fields.validator(method.input_type)
-        names = _touched_names(method)
+        rules = _Rules.of(method, spec)
 
         async def guarded(request: Req | _Undecodable, context: Context) -> Resp:
             call: Call[Req] | None = None
             deadline: asyncio.Timeout | None = None
             try:
-                call = self._admit(
-                    name,
-                    spec.event,
-                    request,
-                    context,
-                    check_fields=check_fields,
-                    names=names,
-                    sessions=spec.sessions,
-                )
+                call = self._admit(rules, request, context)
                 remaining = context.time_remaining()
                 if remaining is None:
                     response = await spec.handler(call)
@@ -187,19 +195,9 @@ class Guard:
                     deadline = asyncio.timeout(remaining)
                     async with deadline:
                         response = await spec.handler(call)
-            except TimeoutError as exc:
-                if deadline is not None and deadline.expired():
-                    self._refused(name, spec.event, call, context, Reason.DEADLINE_EXCEEDED)
-                    rich = status.deadline_status()
-                else:
-                    self._refused(name, spec.event, call, context, Reason.INTERNAL)
-                    rich = status.internal_status(exc)
-            except BrokerError as exc:
-                self._refused(name, spec.event, call, context, exc.reason)
-                rich = status.to_status(exc)
-            except Exception as exc:  # every other fault: INTERNAL with an incident id, never its text
-                self._refused(name, spec.event, call, context, Reason.INTERNAL)
-                rich = status.internal_status(exc)
+            except Exception as exc:  # every fault becomes a status; an unknown one INTERNAL
+                expired = deadline is not None and deadline.expired()
+                rich = self._failure(rules, call, context, exc, deadline_expired=expired)
             else:
                 self._served(call)
                 return response
@@ -211,53 +209,29 @@ class Guard:
     def stream(
         self, method: MethodDescriptor, spec: Stream[Req, Resp]
     ) -> Callable[[Req | _Undecodable, Context], AsyncIterator[Resp]]:
-        name = method.name
-        check_fields = fields.validator(method.input_type)
-        names = _touched_names(method)
+        rules = _Rules.of(method, spec)
 
         async def guarded(request: Req | _Undecodable, context: Context) -> AsyncIterator[Resp]:
             call: Call[Req] | None = None
             try:
-                call = self._admit(
-                    name,
-                    spec.event,
-                    request,
-                    context,
-                    check_fields=check_fields,
-                    names=names,
-                    sessions=spec.sessions,
-                )
+                call = self._admit(rules, request, context)
                 async for response in spec.handler(call):
                     self._served(call)
                     call.token = None
                     yield response
                 return
-            except BrokerError as exc:
-                self._refused(name, spec.event, call, context, exc.reason)
-                rich = status.to_status(exc)
-            except Exception as exc:
-                self._refused(name, spec.event, call, context, Reason.INTERNAL)
-                rich = status.internal_status(exc)
+            except Exception as exc:  # every fault becomes a status; an unknown one INTERNAL
+                rich = self._failure(rules, call, context, exc, deadline_expired=False)
             await context.abort(rich.code, rich.details, rich.trailing_metadata)
 
         return guarded
 
-    def _admit(
-        self,
-        rpc: str,
-        event: str | None,
-        request: Req | _Undecodable,
-        context: Context,
-        *,
-        check_fields: fields.Check,
-        names: tuple[bool, bool, bool],
-        sessions: bool,
-    ) -> Call[Req]:
+    def _admit(self, rules: _Rules, request: Req | _Undecodable, context: Context) -> Call[Req]:
         caller = self._policy.caller(context)
         if isinstance(request, _Undecodable):
-            raise InvalidRequestError("request", f"is not a valid {rpc} request message")
-        check_fields(request)
-        has_tenant, has_target, has_targets = names
+            raise InvalidRequestError("request", f"is not a valid {rules.rpc} request message")
+        rules.check_fields(request)
+        has_tenant, has_target, has_targets = rules.names
         tenant: str | None = getattr(request, "tenant") if has_tenant else None  # noqa: B009
         targets: tuple[str, ...] = ()
         target: str | None = None
@@ -266,9 +240,28 @@ class Guard:
             targets = (target,) if target else ()
         elif has_targets:
             targets = tuple(getattr(request, "targets"))  # noqa: B009
-        call = Call(rpc, request, caller, self._limiter, event, tenant, target)
-        grants.check(caller, tenant=tenant, targets=targets, sessions=sessions)
+        call = Call(rules.rpc, request, caller, self._limiter, rules.event, tenant, target)
+        grants.check(caller, tenant=tenant, targets=targets, sessions=rules.sessions)
         return call
+
+    def _failure(
+        self,
+        rules: _Rules,
+        call: Call[Any] | None,
+        context: Context,
+        exc: Exception,
+        *,
+        deadline_expired: bool,
+    ) -> grpc.Status:
+        """The status a fault answers with, counted and audited as a refusal."""
+        if isinstance(exc, TimeoutError) and deadline_expired:
+            reason, rich = Reason.DEADLINE_EXCEEDED, status.deadline_status()
+        elif isinstance(exc, BrokerError):
+            reason, rich = exc.reason, status.to_status(exc)
+        else:
+            reason, rich = Reason.INTERNAL, status.internal_status(exc)
+        self._refused(rules.rpc, call, context, reason)
+        return rich
 
     def _served(self, call: Call[Any]) -> None:
         if call.event is None:
@@ -285,9 +278,7 @@ class Guard:
             pid=call.pid,
         )
 
-    def _refused(
-        self, rpc: str, event: str | None, call: Call[Any] | None, context: Context, reason: str
-    ) -> None:
+    def _refused(self, rpc: str, call: Call[Any] | None, context: Context, reason: str) -> None:
         self._metrics.failed(reason)
         if call is None:
             # Refused before the request was admitted: the caller (if known) is all the event can name.
@@ -330,11 +321,6 @@ def _deserializer(request_type: type[Message]) -> Callable[[bytes], Any]:
             return _UNDECODABLE
 
     return deserialize
-
-
-def _touched_names(method: MethodDescriptor) -> tuple[bool, bool, bool]:
-    names = method.input_type.fields_by_name
-    return "tenant" in names, "target" in names, "targets" in names
 
 
 def _known_caller(policy: CallerPolicy, context: Context) -> str | None:
