@@ -25,6 +25,7 @@ from typing import Any, cast
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from broker import audit
 from broker.api.policy import CallerPolicy
 from broker.api.rpc import Guard, Unary
 from broker.api.server import SERVICE
@@ -92,10 +93,12 @@ async def _measure(
     """Sends a HitPath (or the error's text) before shutting the engine down."""
     config = load_config(config_path, environ=environ)
     broker = build_broker(config)
+    # With the audit trail the configuration names (files), as the server runs the handlers.
+    trail = audit.open_trail(config.audit, instance="hitpath")
     try:
         # The handlers as the server runs them: through the guard (identity, limits, grants, audit).
         handlers = TokenBrokerServicer(broker.engine, broker.scheduler).handlers()
-        guard = Guard(CallerPolicy({}), broker.engine.metrics)
+        guard = Guard(CallerPolicy({}), broker.engine.metrics, audit=trail)
 
         def guarded(name: str) -> Callable[[Any, Any], Awaitable[Any]]:
             return guard.unary(SERVICE.methods_by_name[name], cast("Unary[Any, Any]", handlers[name]))
@@ -156,6 +159,7 @@ async def _measure(
         # costs nothing but the parent's join timeout.
         await broker.engine.close()
         await broker.sts.close()
+        trail.close()
 
 
 def _child(
