@@ -125,12 +125,15 @@ class TokenEngine:
         yield token
         while True:
             changed = self._changed.setdefault(route.cache_key, asyncio.Event())
-            await changed.wait()
+            # Look after taking the event, not only after it fires: a token installed while the caller
+            # had the last one (before this event existed) set no event, and would wait for the next renewal.
             entry = self._memory.get(route.cache_key)
             if entry is not None and entry.token is not token:
                 token = entry.token
                 self.metrics.served("WatchToken", SOURCE_MEMORY)
                 yield token
+                continue
+            await changed.wait()
 
     async def _load(self, route: Route, min_remaining: timedelta) -> Entry:
         key = route.cache_key

@@ -243,3 +243,19 @@ async def test_short_lived_token_is_served_when_skew_exceeds_half_its_life(route
     assert await engine.get_token("a", "sfm") is first
     clock.now += timedelta(seconds=2)  # 11 s of 20: past expiry minus half the lifetime
     assert (await engine.get_token("a", "sfm")).value == "token-2"
+
+
+async def test_a_watcher_gets_a_renewal_installed_while_it_still_held_the_last_token(
+    routes: RouteTable,
+) -> None:
+    engine, source, clock = engine_with(routes)
+    watch = engine.watch(engine.routes.resolve("a", "sfm"))
+    first = await anext(watch)
+    # The renewal lands while the watcher's caller is still busy with the first token, before the watcher
+    # waits again: no wake-up event exists to be set, so the watcher must look before it waits.
+    clock.now += timedelta(seconds=160)
+    await engine.get_token("a", "sfm")  # stale: served, and refreshed in the background
+    await settle()
+    second = await asyncio.wait_for(anext(watch), timeout=2)
+    await watch.aclose()
+    assert (first.value, second.value, source.calls) == ("token-1", "token-2", 2)
