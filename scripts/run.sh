@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs the broker; installs the Python package first on a machine that does not have it.
-# Arguments go to `python -m broker run` (none: embedded defaults with a demo tenant).
+# Runs the broker from the project's virtual environment .venv/ (created and filled on first use, see
+# scripts/venv.sh; only `python3` is needed). Arguments go to `helseid-broker run` (none: embedded defaults
+# with a demo tenant and the dev authority, so the dev-authority extra is installed where one is defined).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python -c 'import broker.v1, grpc, joserfc, httpx, redis, aiohttp, opentelemetry.exporter.prometheus' 2>/dev/null; then
-  python -m pip install --quiet --disable-pip-version-check -e .
-fi
-exec python -m broker run "$@"
+source scripts/venv.sh
+ensure_venv dev-authority
+exec helseid-broker run "$@"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: installs what is missing (Python packages, a Redis server,
-# the Node packages of the independent OpenID provider and of the TypeScript client), then runs pytest.
-# Arguments are passed to pytest.
+# Runs the whole test suite on a fresh machine: installs what is missing (the project with its dev extras
+# into the virtual environment .venv/, see scripts/venv.sh; a Redis server; the Node packages of the
+# independent OpenID provider and of the TypeScript client), then runs pytest from .venv/.
+# Only `python3` is needed; nothing goes into the system's Python. Arguments are passed to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python -c 'import broker, grpc_tools, pytest_asyncio, importlinter, hypothesis, opentelemetry.exporter.prometheus, opentelemetry.exporter.otlp.proto.http, opentelemetry.instrumentation.grpc' 2>/dev/null; then
-  python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-fi
+source scripts/venv.sh
+ensure_venv dev dev-authority
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server from Debian's packages" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -17,4 +17,4 @@ fi
 if [ ! -d tests/oidc_provider/node_modules ]; then
   npm ci --prefix tests/oidc_provider --no-audit --no-fund --loglevel=error
 fi
-exec python -m pytest "$@"
+exec "$VIRTUAL_ENV/bin/python" -m pytest "$@"
