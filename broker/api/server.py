@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import _async as health_aio  # grpc_health exposes it as health.aio at run time
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from broker.api import fields
+from broker.api.health import HealthServicer
 from broker.api.policy import caller_policy
+from broker.api.reflection import enable_reflection
 from broker.api.rpc import AuditTrail, Guard, StsCharge
 from broker.api.servicer import TokenBrokerServicer, UserServices
 from broker.model import Caller, ServiceAccountIssuer
@@ -32,6 +32,7 @@ class ServerTls:
 
 SERVICE = pb.DESCRIPTOR.services_by_name["TokenBrokerService"]
 SERVICE_NAME = SERVICE.full_name
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
 def create_server(
@@ -47,7 +48,7 @@ def create_server(
     service_accounts: ServiceAccountIssuer | None = None,
     audit: AuditTrail | None = None,
     limiter: StsCharge | None = None,
-) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
+) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer.
 
     Every RPC of the broker's service passes `rpc.Guard`; health checking and reflection are open, like
@@ -69,12 +70,10 @@ def create_server(
     server.add_generic_rpc_handlers(
         (guard.service(SERVICE, TokenBrokerServicer(engine, scheduler, users).handlers()),)
     )
-    health_servicer = health_aio.HealthServicer()
+    health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server,
-    )
+    # Reflection lists every service the server has (v1 and v1alpha, for old and new tools).
+    enable_reflection(server, (SERVICE_NAME, HEALTH_SERVICE_NAME))
     if tls is None:
         port = server.add_insecure_port(listen)
     else:
@@ -89,6 +88,6 @@ def create_server(
     return server, port, health_servicer
 
 
-async def mark_serving(health_servicer: health_aio.HealthServicer) -> None:
+async def mark_serving(health_servicer: HealthServicer) -> None:
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
