@@ -1,24 +1,32 @@
-"""The command line: parse, call, print. Exit status 2 means bad input or configuration."""
+"""The command line: parse, call, print.
+
+Every expected failure (bad configuration, a missing file, a port in use, an unreachable broker, an error
+answer) is one line on stderr and exit status 2; a traceback means a fault in the broker itself.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from broker import __version__
 from broker.api.client import CallFailedError, authorize_request_json, get_token_json
-from broker.app import run_workers, serve
+from broker.api.connection import Connection
 from broker.audit import verify
+from broker.cli_connect import add_connection_arguments, connection_from_args
+from broker.cli_errors import CommandError
+from broker.cli_keys import add_key_commands
 from broker.config import DEFAULT_LISTEN, TelemetrySettings, load_config
 from broker.errors import ConfigurationError
 from broker.observability import configure_logging
-from broker.protocol import keys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,12 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except ConfigurationError as exc:
-        print(f"configuration error: {exc.message}", file=sys.stderr)
-        return 2
-    except CallFailedError as exc:
-        reason = f" [{exc.reason}]" if exc.reason else ""
-        print(f"{exc.code}{reason}: {exc.message}", file=sys.stderr)
-        return 1
+        return _fail(f"configuration error: {exc.message}")
+    except CommandError as exc:
+        return _fail(exc.message)
+    except OSError as exc:  # a file or folder the command needs (an audit directory, a key file)
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}")
+
+
+def _fail(message: str) -> int:
+    # One line, so that a log collector or a shell script sees the whole reason in one record; a message
+    # of several lines (one per configuration mistake) keeps every line, joined with "; ".
+    print("; ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
+    return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,19 +60,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", help=f"host:port to serve on (default {DEFAULT_LISTEN})")
     run.set_defaults(handler=_run)
 
-    token = commands.add_parser("token", help="ask a running broker for a token")
-    token.add_argument("--address", default=DEFAULT_LISTEN)
+    token = commands.add_parser("token", help="ask a running broker for a token (JSON)")
     token.add_argument("--tenant", required=True)
     token.add_argument("--target", required=True)
-    token.add_argument("--url", help="also get the Authorization and DPoP headers for a request to this URL")
+    token.add_argument("--url", help="the headers for a request to this URL instead (same as: headers)")
     token.add_argument("--method", default="GET", help="HTTP method for --url")
+    token.add_argument("--dpop-nonce", default="", help="a DPoP-Nonce the API sent, for --url")
+    token.add_argument("--format", choices=("json", "http"), default="json", help="for --url, as in headers")
+    add_connection_arguments(token)
     token.set_defaults(handler=_token)
 
-    keygen = commands.add_parser("keygen", help="generate a key pair for a HelseID client")
-    keygen.add_argument("--out", type=Path, required=True, help="file for the private JWK (created 0600)")
-    keygen.add_argument("--alg", default="ES256", choices=sorted(keys.SUPPORTED_ALGS))
-    keygen.add_argument("--kid", help="key id (default: the key's RFC 7638 thumbprint)")
-    keygen.set_defaults(handler=_keygen)
+    headers = commands.add_parser("headers", help="the Authorization and DPoP headers for one HTTP request")
+    headers.add_argument("--tenant", required=True)
+    headers.add_argument("--target", required=True)
+    headers.add_argument("--url", required=True, help="the request's absolute URL")
+    headers.add_argument("--method", default="GET", help="the request's HTTP method")
+    headers.add_argument("--dpop-nonce", default="", help="a DPoP-Nonce the API sent in its last answer")
+    headers.add_argument(
+        "--format", choices=("json", "http"), default="json", help="json, or http: 'Name: value' lines"
+    )
+    add_connection_arguments(headers)
+    headers.set_defaults(handler=_headers)
+
+    add_key_commands(commands)
 
     trail = commands.add_parser("audit", help="work with audit files")
     actions = trail.add_subparsers(required=True, metavar="action")
@@ -75,16 +100,34 @@ def _run(args: argparse.Namespace) -> int:
     if args.config is None:
         from broker.demo import run_demo  # noqa: PLC0415 - the dev authority loads only when used
 
-        asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN))
+        with _listening(args.listen or DEFAULT_LISTEN):
+            asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN))
         return 0
+    # The server stack (OpenTelemetry, the engine) takes a second to import; the client commands skip it.
+    from broker.app import run_workers, serve  # noqa: PLC0415
+
     config = load_config(args.config)
     configure_logging(config.telemetry)
     listen = args.listen or config.server.listen
     if config.server.workers > 1:
         run_workers(args.config, config, listen)
-    else:
+        return 0
+    with _listening(listen):
         asyncio.run(serve(config, listen=listen, on_ready=lambda port: _print_ready(listen, port)))
     return 0
+
+
+@contextlib.contextmanager
+def _listening(listen: str) -> Iterator[None]:
+    """gRPC reports a port it cannot bind as a RuntimeError; that is the user's to fix, so one line."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "Failed to bind" not in str(exc):
+            raise
+        raise CommandError(
+            f"cannot listen on {listen}: the address is in use or not available here"
+        ) from None
 
 
 def _print_ready(listen: str, port: int) -> None:
@@ -95,31 +138,39 @@ def _print_ready(listen: str, port: int) -> None:
 
 def _token(args: argparse.Namespace) -> int:
     if args.url:
-        text = asyncio.run(
-            authorize_request_json(
-                args.address, args.tenant, args.target, http_method=args.method, url=args.url
-            )
-        )
-    else:
-        text = asyncio.run(get_token_json(args.address, args.tenant, args.target))
-    print(text)
+        return _headers(args)
+    connection = connection_from_args(args)
+    print(_call(connection, get_token_json(connection, args.tenant, args.target)))
     return 0
 
 
-def _keygen(args: argparse.Namespace) -> int:
-    if args.out.exists():
-        print(f"{args.out} exists; refusing to overwrite a key", file=sys.stderr)
-        return 2
-    key = keys.generate_signing_key(args.alg, kid=args.kid)
-    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(keys.private_jwk(key), handle)
-    print(
-        f"private key written to {args.out}; register this public JWK in HelseID Selvbetjening:",
-        file=sys.stderr,
+def _headers(args: argparse.Namespace) -> int:
+    connection = connection_from_args(args)
+    call = authorize_request_json(
+        connection,
+        args.tenant,
+        args.target,
+        http_method=args.method,
+        url=args.url,
+        dpop_nonce=args.dpop_nonce,
     )
-    print(json.dumps(keys.public_jwk(key), indent=2))
+    text = _call(connection, call)
+    if args.format == "http":
+        answer = json.loads(text)
+        print(f"Authorization: {answer['authorization']}")
+        if answer.get("dpop"):
+            print(f"DPoP: {answer['dpop']}")
+    else:
+        print(text)
     return 0
+
+
+def _call(connection: Connection, call: Coroutine[Any, Any, str]) -> str:
+    try:
+        return asyncio.run(call)
+    except CallFailedError as exc:
+        reason = f" [{exc.reason}]" if exc.reason else ""
+        raise CommandError(f"{exc.code}{reason}: {exc.message} (broker at {connection.address})") from None
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from broker.api.connection import Connection
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 
@@ -22,25 +23,34 @@ class CallFailedError(Exception):
     reason: str
 
 
-async def get_token_json(address: str, tenant: str, target: str, *, timeout_s: float = 30) -> str:
+async def get_token_json(connection: Connection, tenant: str, target: str, *, timeout_s: float = 30) -> str:
     request = pb.GetTokenRequest(tenant=tenant, target=target)
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with connection.channel() as channel:
         stub = pb_grpc.TokenBrokerServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
-            response = await stub.GetToken(request, timeout=timeout_s)
+            response = await stub.GetToken(request, metadata=connection.metadata(), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise _failure(exc) from None
     return json_format.MessageToJson(response, indent=2)
 
 
 async def authorize_request_json(
-    address: str, tenant: str, target: str, *, http_method: str, url: str, timeout_s: float = 30
+    connection: Connection,
+    tenant: str,
+    target: str,
+    *,
+    http_method: str,
+    url: str,
+    dpop_nonce: str = "",
+    timeout_s: float = 30,
 ) -> str:
-    request = pb.AuthorizeRequestRequest(tenant=tenant, target=target, http_method=http_method, url=url)
-    async with grpc.aio.insecure_channel(address) as channel:
+    request = pb.AuthorizeRequestRequest(
+        tenant=tenant, target=target, http_method=http_method, url=url, dpop_nonce=dpop_nonce
+    )
+    async with connection.channel() as channel:
         stub = pb_grpc.TokenBrokerServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
-            response = await stub.AuthorizeRequest(request, timeout=timeout_s)
+            response = await stub.AuthorizeRequest(request, metadata=connection.metadata(), timeout=timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise _failure(exc) from None
     return json_format.MessageToJson(response, indent=2)

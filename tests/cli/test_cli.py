@@ -38,6 +38,19 @@ def test_keygen_refuses_to_overwrite_when_the_file_exists(tmp_path: Path) -> Non
     result = run("keygen", "--out", str(out))
     assert result.returncode == 2
     assert out.read_text() == "precious"
+    assert result.stderr == f"{out} exists; refusing to overwrite a key (choose another --out)\n"
+    assert result.stdout == ""
+
+
+def test_keygen_creates_the_folders_it_writes_into(tmp_path: Path) -> None:
+    out = tmp_path / "keys" / "2026" / "supplier.jwk"
+    result = run("keygen", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(out.read_text())["kid"] == json.loads(result.stdout)["kid"]
+    modes = {path.name: path.stat().st_mode & 0o777 for path in (out, out.parent)}
+    print(f"keygen into a new folder: modes {', '.join(f'{name} {mode:o}' for name, mode in modes.items())}")
+    assert modes == {"supplier.jwk": 0o600, "2026": 0o700}
 
 
 def config_text(tmp_path: Path, orgnr: str) -> Path:
@@ -105,8 +118,9 @@ def test_broker_on_embedded_defaults_serves_the_printed_token_command(tmp_path: 
         assert token["tokenType"] == "TOKEN_TYPE_DPOP"
         assert token["token"].count(".") == 2
         unknown = run("token", "--address", f"127.0.0.1:{port}", "--tenant", "nobody", "--target", "demo-api")
-        assert unknown.returncode == 1
-        assert "NOT_FOUND [TENANT_NOT_FOUND]" in unknown.stderr
+        assert unknown.returncode == 2
+        assert unknown.stderr.startswith("NOT_FOUND [TENANT_NOT_FOUND]")
+        assert unknown.stderr.count("\n") == 1
     finally:
         server.terminate()
         _, rest = server.communicate(timeout=15)
