@@ -126,9 +126,9 @@ class DevAuthority:
 def start_dev_authority(
     workdir: Path, registry: Path, *, token_lifetime: int, timeout: float = 30.0
 ) -> DevAuthority:
-    """Runs `python -m broker.devauthority` on a free loopback port; reads its `{"issuer": ...}` line."""
+    """Runs `python -m devauthority` on a free loopback port; reads its `{"issuer": ...}` line."""
     log = workdir / "devauthority.log"
-    args = [sys.executable, "-m", "broker.devauthority", "--host", "127.0.0.1", "--port", "0"]
+    args = [sys.executable, "-m", "devauthority", "--host", "127.0.0.1", "--port", "0"]
     args += ["--clients", str(registry), "--token-lifetime", str(token_lifetime), "--log-level", "WARNING"]
     with log.open("wb") as errors:
         process = subprocess.Popen(  # noqa: S603 - our own argument list, no shell

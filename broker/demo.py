@@ -1,6 +1,9 @@
 """The embedded defaults: with no configuration the broker starts its own dev authority and a demo tenant.
 
 Everything stays on loopback and in memory; the demo keys are generated at start and never written anywhere.
+The dev authority is its own package with its own extra (`pip install .[dev-authority]`); this module is the
+only part of the broker that imports it, and only when the defaults start, so a production install without
+the extra never loads it.
 """
 
 from __future__ import annotations
@@ -10,9 +13,14 @@ from datetime import timedelta
 
 from broker.app import serve
 from broker.config import BrokerConfig, ServerSettings
-from broker.devauthority import RegisteredClient, start_dev_authority
 from broker.model import Client, Target, Tenancy, Tenant
 from broker.protocol import keys
+
+# The one line an operator sees when the defaults cannot start; the import error itself names a module only.
+MISSING_EXTRA = (
+    "the embedded defaults need the dev authority, which is not installed: "
+    "pip install '.[dev-authority]' (or run with --config)"
+)
 
 DEMO_CLIENT_ID = "helseid-broker-demo"
 DEMO_SUPPLIER = "999999999"
@@ -33,7 +41,21 @@ DEMO_TARGET = Target(
 )
 
 
+def _exit_if_extra_missing(missing: ModuleNotFoundError) -> None:
+    """Exits with one line (code 2) when the dev authority or aiohttp, its extra, is not installed."""
+    # Any other missing module is a bug and keeps its traceback.
+    if (missing.name or "").split(".")[0] in {"devauthority", "aiohttp"}:
+        print(MISSING_EXTRA, file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+
 async def run_demo(*, listen: str) -> None:
+    try:
+        # Loaded only when the defaults start (see the module doc).
+        from devauthority import RegisteredClient, start_dev_authority  # noqa: PLC0415
+    except ModuleNotFoundError as missing:
+        _exit_if_extra_missing(missing)
+        raise
     signing_key = keys.generate_signing_key("ES256")
     dpop_key = keys.generate_signing_key("ES256")
     authority = await start_dev_authority(

@@ -15,8 +15,8 @@ def check(*command: str) -> None:
 
 
 def test_ruff_finds_nothing() -> None:
-    check(sys.executable, "-m", "ruff", "check", "broker", "tests", "bench")
+    check(sys.executable, "-m", "ruff", "check", "broker", "devauthority", "tests", "bench")
 
 
 def test_mypy_strict_finds_nothing() -> None:
-    check(sys.executable, "-m", "mypy", "broker", "bench")
+    check(sys.executable, "-m", "mypy", "broker", "devauthority", "bench")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey, RSAKey
 
-from broker.devauthority import RegisteredClient, RunningAuthority, TestUser, start_dev_authority
+from devauthority import RegisteredClient, RunningAuthority, TestUser, start_dev_authority
 
 from .helpers import AUTHORIZATION_CODE, REFRESH_TOKEN, TOKEN_EXCHANGE, Caller, DevClient, LoginFlow
 

@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 import httpx
 from joserfc.jwk import ECKey
 
-from broker.devauthority import RunningAuthority
+from devauthority import RunningAuthority
 
 from .conftest import PPS_SCOPE
 from .helpers import Caller, DevClient, client_assertion, error_of

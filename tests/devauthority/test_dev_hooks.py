@@ -5,7 +5,7 @@ import time
 import httpx
 from joserfc.jwk import ECKey
 
-from broker.devauthority import RunningAuthority
+from devauthority import RunningAuthority
 
 from .conftest import PPS_SCOPE, SUPPLIER_ORG, registration
 from .helpers import Caller, DevClient, LoginFlow, error_of

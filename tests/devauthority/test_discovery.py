@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import httpx
 
-from broker.devauthority import RunningAuthority
+from devauthority import RunningAuthority
 
 APPROVED = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
 

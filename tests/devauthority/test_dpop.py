@@ -7,7 +7,7 @@ import httpx
 import pytest
 from joserfc.jwk import RSAKey
 
-from broker.devauthority import RegisteredClient, RunningAuthority, start_dev_authority
+from devauthority import RegisteredClient, RunningAuthority, start_dev_authority
 
 from .conftest import PPS_SCOPE
 from .helpers import Caller, DevClient, MovableClock, error_of, rfc7638_thumbprint

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from joserfc.jwk import ECKey
 
-from broker.devauthority import RunningAuthority
+from devauthority import RunningAuthority
 
 from .conftest import KJ, LOGIN_SCOPE, PPS, PPS_SCOPE, SFM, SFM_SCOPE, SINGLE_ORG
 from .helpers import Caller, DevClient, LoginFlow, error_of, exchange, rfc7638_thumbprint

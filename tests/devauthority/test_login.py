@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from joserfc.jwk import ECKey
 
-from broker.devauthority import RunningAuthority
+from devauthority import RunningAuthority
 
 from .conftest import (
     IDENTITY_SCOPES,

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 
-from broker.devauthority import RunningAuthority
+from devauthority import RunningAuthority
 
 from .conftest import (
     KJ,

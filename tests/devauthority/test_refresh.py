@@ -9,7 +9,7 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 
-from broker.devauthority import RegisteredClient, RunningAuthority, start_dev_authority
+from devauthority import RegisteredClient, RunningAuthority, start_dev_authority
 
 from .conftest import (
     KJ,

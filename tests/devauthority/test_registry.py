@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from joserfc.jwk import ECKey
 
-from broker.devauthority import DEFAULT_TEST_USER, RegisteredClient, TestUser, load_clients, load_test_users
-from broker.devauthority.dpop import NonceKeeper, normalize_htu
-from broker.devauthority.replay import ReplayCache
-from broker.devauthority.users import TestUserRegistry
+from devauthority import DEFAULT_TEST_USER, RegisteredClient, TestUser, load_clients, load_test_users
+from devauthority.dpop import NonceKeeper, normalize_htu
+from devauthority.replay import ReplayCache
+from devauthority.users import TestUserRegistry
 
 
 def _client_json(**overrides: Any) -> dict[str, Any]:

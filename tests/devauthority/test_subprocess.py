@@ -37,7 +37,7 @@ async def test_module_prints_its_issuer_and_serves_tokens_when_run_as_a_subproce
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "broker.devauthority",
+            "devauthority",
             "--port",
             "0",
             "--clients",
@@ -97,7 +97,7 @@ async def test_module_logs_in_a_test_user_from_its_file_when_run_as_a_subprocess
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "broker.devauthority",
+            "devauthority",
             "--clients",
             str(clients),
             "--test-users",

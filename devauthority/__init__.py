@@ -4,7 +4,8 @@ It follows HelseID's rules where a client could get them wrong: private_key_jwt 
 DPoP with server nonces, assertion_details with org numbers and SFM journal ids, HelseID-shaped access
 tokens, and an offline user login (PAR, authorize with a test user, code + PKCE, rotating refresh
 tokens, token exchange, revocation). It shares no code with the broker on purpose, so a bug in the
-broker is not mirrored here. The broker must never import it. See README.md in this folder.
+broker is not mirrored here. It never imports the broker; the broker imports it only in broker.demo (the
+embedded defaults), and only when they start. See README.md in this folder.
 """
 
 from .registry import RegisteredClient, load_clients

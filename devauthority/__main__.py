@@ -1,4 +1,4 @@
-"""``python -m broker.devauthority``: run a dev authority until SIGTERM or SIGINT.
+"""``python -m devauthority``: run a dev authority until SIGTERM or SIGINT.
 
 Prints one JSON line, ``{"issuer": ..., "port": ...}``, to stdout once it listens, so a parent process
 can start it with ``--port 0`` and learn where it is. Logs go to stderr.
@@ -21,7 +21,7 @@ from .users import load_test_users
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m broker.devauthority",
+        prog="python -m devauthority",
         description="A HelseID-like STS for local development and tests. Never expose it.",
     )
     parser.add_argument("--host", default="127.0.0.1")
