@@ -39,6 +39,9 @@ def keygen_command(args: argparse.Namespace) -> int:
     try:
         # Folders made for keys are the owner's only, like the key file itself.
         out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:  # a file where a folder should be, no permission
+        raise CommandError(f"cannot write {out}: cannot make its folder ({exc.strerror})") from None
+    try:
         descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # made by someone else since the check above
         raise CommandError(f"{out} exists; refusing to overwrite a key (choose another --out)") from None
