@@ -6,6 +6,10 @@ they are no-ops. `configure_telemetry` installs one, per the `[telemetry]` setti
 - a Prometheus scrape endpoint (`prometheus_listen`; worker N of a multi-process broker serves on port + N),
 - OTLP over HTTP/protobuf (`otlp_endpoint`) for metrics and for the spans of the slow path.
 
+Both readers add `grpc.server.call.duration` to what they collect: the broker aggregates it outside the SDK
+(`broker.telemetry.RpcDurations`, cheap enough for a cache hit) and hands it over as the SDK's own
+cumulative histogram data, so Prometheus and OTLP see one more histogram like any other.
+
 With neither set nothing is installed: the API stays a no-op and nothing is collected.
 
 `configure_logging` sets up the root logger: text or one JSON object per line, always through
@@ -21,6 +25,7 @@ import os
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -31,12 +36,23 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import Histogram, MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    HistogramDataPoint,
+    Metric,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+    ResourceMetrics,
+    ScopeMetrics,
+)
+from opentelemetry.sdk.metrics.export import Histogram as HistogramData
 from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from prometheus_client import (
     CollectorRegistry,
     GCCollector,
@@ -48,6 +64,14 @@ from prometheus_client import (
 from broker import __version__
 from broker.config import TelemetrySettings
 from broker.errors import ConfigurationError
+from broker.telemetry import (
+    METER_NAME,
+    PROCESS_RPC_DURATIONS,
+    RPC_DURATION,
+    RPC_METHOD,
+    RPC_STATUS,
+    RpcDurations,
+)
 
 __all__ = [
     "SERVICE",
@@ -126,7 +150,7 @@ def configure_telemetry(settings: TelemetrySettings, *, service_instance: str, w
             readers.append(reader)
         if settings.otlp_endpoint is not None:
             exporter = OTLPMetricExporter(endpoint=_signal_url(settings.otlp_endpoint, "metrics"))
-            readers.append(PeriodicExportingMetricReader(exporter))
+            readers.append(_PeriodicReader(exporter))
         meter_provider = MeterProvider(resource=resource, metric_readers=readers, views=_views())
         metrics.set_meter_provider(meter_provider)
         tracer_provider = None
@@ -148,7 +172,7 @@ def _prometheus(listen: str, worker: int) -> tuple[PrometheusMetricReader, WSGIS
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
-    reader = PrometheusMetricReader(registry=registry)
+    reader = _PrometheusReader(registry=registry)
     try:
         server, _ = start_http_server(port, addr=host.strip("[]"), registry=registry)
     except OSError as exc:
@@ -156,6 +180,55 @@ def _prometheus(listen: str, worker: int) -> tuple[PrometheusMetricReader, WSGIS
             "telemetry.prometheus_listen", f"cannot listen on {host}:{port} ({exc.strerror})"
         ) from exc
     return reader, server
+
+
+class _PrometheusReader(PrometheusMetricReader):
+    # `_receive_metrics` is the one method a MetricReader implements: what every collection hands over.
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        super()._receive_metrics(with_rpc_durations(metrics_data), timeout_millis, **kwargs)
+
+
+class _PeriodicReader(PeriodicExportingMetricReader):
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        super()._receive_metrics(with_rpc_durations(metrics_data), timeout_millis, **kwargs)
+
+
+def with_rpc_durations(data: MetricsData, durations: RpcDurations = PROCESS_RPC_DURATIONS) -> MetricsData:
+    """`data` and, in the broker's scope, `grpc.server.call.duration` as a cumulative histogram."""
+    points = [
+        HistogramDataPoint(
+            attributes={RPC_METHOD: series.method, RPC_STATUS: series.status},
+            start_time_unix_nano=durations.start_time_ns,
+            time_unix_nano=time.time_ns(),
+            count=sum(series.bucket_counts),  # the buckets, not a count of its own: they must agree
+            sum=series.total,
+            bucket_counts=series.bucket_counts,
+            explicit_bounds=durations.boundaries,
+            min=series.min,
+            max=series.max,
+        )
+        for series in durations.snapshot()
+    ]
+    if not points:
+        return data
+    histogram = HistogramData(data_points=points, aggregation_temporality=AggregationTemporality.CUMULATIVE)
+    description = "Duration of calls to the broker's service, by method and status (gRFC A66)"
+    metric = Metric(name=RPC_DURATION, description=description, unit="s", data=histogram)
+    scope = ScopeMetrics(scope=InstrumentationScope(METER_NAME), metrics=[metric], schema_url="")
+    return MetricsData(
+        resource_metrics=[
+            ResourceMetrics(
+                resource=resource.resource,
+                scope_metrics=[*resource.scope_metrics, scope],
+                schema_url=resource.schema_url,
+            )
+            for resource in data.resource_metrics
+        ]
+    )
 
 
 def _signal_url(endpoint: str, signal: str) -> str:

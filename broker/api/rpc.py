@@ -13,13 +13,15 @@ start. In order, for each call:
 5. the handler runs, bounded by the caller's deadline;
 6. a `BrokerError` becomes its status (`status.py`); anything else is INTERNAL with an incident id that is
    also in the log, never the exception's text;
-7. one audit event records the outcome, refusals included.
+7. one audit event records the outcome, refusals included;
+8. the call's duration is recorded by method and status (`grpc.server.call.duration`, gRFC A66).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -127,6 +129,7 @@ class _Rules:
     """What the guard checks for one method, compiled once at start."""
 
     rpc: str
+    grpc_method: str  # A66's grpc.method: "broker.v1.TokenBrokerService/GetToken"
     event: str | None
     sessions: bool
     check_fields: fields.Check
@@ -137,7 +140,9 @@ class _Rules:
     def of(cls, method: MethodDescriptor, spec: Handler) -> _Rules:
         fields_by_name = method.input_type.fields_by_name
         names = ("tenant" in fields_by_name, "target" in fields_by_name, "targets" in fields_by_name)
-        return cls(method.name, spec.event, spec.sessions, fields.validator(method.input_type), names)
+        grpc_method = f"{method.containing_service.full_name}/{method.name}"
+        check_fields = fields.validator(method.input_type)
+        return cls(method.name, grpc_method, spec.event, spec.sessions, check_fields, names)
 
 
 class _Undecodable:
@@ -182,6 +187,8 @@ class Guard:
         rules = _Rules.of(method, spec)
 
         async def guarded(request: Req | _Undecodable, context: Context) -> Resp:
+            started = time.perf_counter()
+            self._metrics.rpc_started(rules.grpc_method)
             call: Call[Req] | None = None
             deadline: asyncio.Timeout | None = None
             try:
@@ -200,7 +207,9 @@ class Guard:
                 rich = self._failure(rules, call, context, exc, deadline_expired=expired)
             else:
                 self._served(call)
+                self._metrics.rpc_finished(rules.grpc_method, "OK", time.perf_counter() - started)
                 return response
+            self._metrics.rpc_finished(rules.grpc_method, rich.code.name, time.perf_counter() - started)
             await context.abort(rich.code, rich.details, rich.trailing_metadata)
             raise AssertionError("unreachable: abort raises")
 
@@ -212,6 +221,10 @@ class Guard:
         rules = _Rules.of(method, spec)
 
         async def guarded(request: Req | _Undecodable, context: Context) -> AsyncIterator[Resp]:
+            started = time.perf_counter()
+            self._metrics.rpc_started(rules.grpc_method)
+            # A stream left by its caller ends at a yield, cancelled: that is how gRPC reports it too.
+            code = grpc.StatusCode.CANCELLED.name
             call: Call[Req] | None = None
             try:
                 call = self._admit(rules, request, context)
@@ -219,9 +232,13 @@ class Guard:
                     self._served(call)
                     call.token = None
                     yield response
+                code = grpc.StatusCode.OK.name
                 return
             except Exception as exc:  # every fault becomes a status; an unknown one INTERNAL
                 rich = self._failure(rules, call, context, exc, deadline_expired=False)
+                code = rich.code.name
+            finally:
+                self._metrics.rpc_finished(rules.grpc_method, code, time.perf_counter() - started)
             await context.abort(rich.code, rich.details, rich.trailing_metadata)
 
         return guarded

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.metrics.v1.metrics_pb2 import HistogramDataPoint
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 
@@ -48,6 +49,17 @@ class OtlpReceiver:
                 for scope_metrics in resource_metrics.scope_metrics:
                     names |= {metric.name for metric in scope_metrics.metrics}
         return names
+
+    def last_histogram(self, name: str) -> list[HistogramDataPoint]:
+        """The data points of histogram `name` in the last export that had it (cumulative: all so far)."""
+        points: list[HistogramDataPoint] = []
+        for body in self.bodies("/v1/metrics"):
+            for resource_metrics in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+                for scope_metrics in resource_metrics.scope_metrics:
+                    for metric in scope_metrics.metrics:
+                        if metric.name == name:
+                            points = list(metric.histogram.data_points)
+        return points
 
 
 @contextmanager

@@ -160,6 +160,50 @@ def test_each_fill_hangs_under_the_rpc_that_needed_it_when_rpcs_are_traced(run: 
     }
 
 
+_GET_TOKEN = "broker.v1.TokenBrokerService/GetToken"
+_AUTHORIZE = "broker.v1.TokenBrokerService/AuthorizeRequest"
+
+
+def test_prometheus_endpoint_has_grpc_server_call_duration_by_method_and_status_when_rpcs_ran(
+    run: Run,
+) -> None:
+    counts = {
+        (labels["grpc_method"], labels["grpc_status"]): value
+        for _, labels, value in _samples(run.scrape, "grpc_server_call_duration_seconds_count")
+    }
+    ok = {method: value for (method, status), value in counts.items() if status == "OK"}
+    assert ok == {_GET_TOKEN: 4, _AUTHORIZE: 1}
+    failed = {status: value for (method, status), value in counts.items() if status != "OK"}
+    assert sum(failed.values()) == 2  # the unknown tenant and the client the STS refuses
+    assert {method for method, _ in counts} == {_GET_TOKEN, _AUTHORIZE}
+    # Cache hits fall into the sub-millisecond buckets, STS calls into the larger ones.
+    buckets = {
+        float(labels["le"]): value
+        for _, labels, value in _samples(run.scrape, "grpc_server_call_duration_seconds_bucket")
+        if labels["grpc_method"] == _GET_TOKEN and labels["grpc_status"] == "OK"
+    }
+    assert {0.0001, 0.001, 1.0, 10.0} <= set(buckets)
+    assert buckets[0.05] >= 2  # oslo's two memory hits, with room for a loaded machine
+    assert buckets[float("inf")] == 4
+    started = {
+        labels["grpc_method"]: value for _, labels, value in _samples(run.scrape, "grpc_server_call_started")
+    }
+    assert started == {_GET_TOKEN: 6, _AUTHORIZE: 1}
+    print(f"grpc.server.call.duration: {counts} ; GetToken OK by le: {buckets}")
+
+
+def test_grpc_server_call_duration_reaches_the_otlp_receiver_in_seconds(run: Run) -> None:
+    points = run.receiver.last_histogram("grpc.server.call.duration")
+    by_series = {
+        tuple(str(a.value.string_value) for a in sorted(p.attributes, key=lambda a: a.key)): p for p in points
+    }
+    ok_get_token = by_series[(_GET_TOKEN, "OK")]  # grpc.method, grpc.status
+    assert ok_get_token.count == 4
+    assert sum(ok_get_token.bucket_counts) == 4
+    assert 0 < ok_get_token.min <= ok_get_token.max < 30
+    assert list(ok_get_token.explicit_bounds)[:2] == [0.00005, 0.0001]
+
+
 def test_metrics_reach_the_otlp_receiver_when_the_broker_stops(run: Run) -> None:
     assert {"broker.token.served", "broker.sts.duration"} <= run.receiver.metric_names()
 
