@@ -9,19 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 from broker import __version__
-from broker.api.client import CallFailedError, authorize_request_json, get_token_json
-from broker.api.connection import Connection
 from broker.audit import verify
-from broker.cli_connect import add_connection_arguments, connection_from_args
+from broker.cli_calls import add_call_commands
 from broker.cli_errors import CommandError
 from broker.cli_keys import add_key_commands
 from broker.config import DEFAULT_LISTEN, TelemetrySettings, load_config
@@ -60,28 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", help=f"host:port to serve on (default {DEFAULT_LISTEN})")
     run.set_defaults(handler=_run)
 
-    token = commands.add_parser("token", help="ask a running broker for a token (JSON)")
-    token.add_argument("--tenant", required=True)
-    token.add_argument("--target", required=True)
-    token.add_argument("--url", help="the headers for a request to this URL instead (same as: headers)")
-    token.add_argument("--method", default="GET", help="HTTP method for --url")
-    token.add_argument("--dpop-nonce", default="", help="a DPoP-Nonce the API sent, for --url")
-    token.add_argument("--format", choices=("json", "http"), default="json", help="for --url, as in headers")
-    add_connection_arguments(token)
-    token.set_defaults(handler=_token)
-
-    headers = commands.add_parser("headers", help="the Authorization and DPoP headers for one HTTP request")
-    headers.add_argument("--tenant", required=True)
-    headers.add_argument("--target", required=True)
-    headers.add_argument("--url", required=True, help="the request's absolute URL")
-    headers.add_argument("--method", default="GET", help="the request's HTTP method")
-    headers.add_argument("--dpop-nonce", default="", help="a DPoP-Nonce the API sent in its last answer")
-    headers.add_argument(
-        "--format", choices=("json", "http"), default="json", help="json, or http: 'Name: value' lines"
-    )
-    add_connection_arguments(headers)
-    headers.set_defaults(handler=_headers)
-
+    add_call_commands(commands)
     add_key_commands(commands)
 
     trail = commands.add_parser("audit", help="work with audit files")
@@ -134,43 +109,6 @@ def _print_ready(listen: str, port: int) -> None:
     host = listen.rsplit(":", 1)[0]
     # Logged, not printed: with log_format = "json" every line on stderr is a JSON object.
     logging.getLogger("broker").info("broker listening on %s:%d", host, port)
-
-
-def _token(args: argparse.Namespace) -> int:
-    if args.url:
-        return _headers(args)
-    connection = connection_from_args(args)
-    print(_call(connection, get_token_json(connection, args.tenant, args.target)))
-    return 0
-
-
-def _headers(args: argparse.Namespace) -> int:
-    connection = connection_from_args(args)
-    call = authorize_request_json(
-        connection,
-        args.tenant,
-        args.target,
-        http_method=args.method,
-        url=args.url,
-        dpop_nonce=args.dpop_nonce,
-    )
-    text = _call(connection, call)
-    if args.format == "http":
-        answer = json.loads(text)
-        print(f"Authorization: {answer['authorization']}")
-        if answer.get("dpop"):
-            print(f"DPoP: {answer['dpop']}")
-    else:
-        print(text)
-    return 0
-
-
-def _call(connection: Connection, call: Coroutine[Any, Any, str]) -> str:
-    try:
-        return asyncio.run(call)
-    except CallFailedError as exc:
-        reason = f" [{exc.reason}]" if exc.reason else ""
-        raise CommandError(f"{exc.code}{reason}: {exc.message} (broker at {connection.address})") from None
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

@@ -2,6 +2,10 @@
 
 The credential comes from --credential or HELSEID_BROKER_CREDENTIAL (better: it stays out of `ps` and shell
 history); it only ever travels as gRPC metadata and is never printed.
+
+gRPC's C core would also log a failed TLS handshake on stderr, in its own format, beside the command's one
+line that already carries the reason; it reads GRPC_VERBOSITY once, when grpc is first imported, so the
+client commands import grpc only after `connection_from_args` has set it (an operator's own value wins).
 """
 
 from __future__ import annotations
@@ -9,10 +13,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from broker.api.connection import Connection
 from broker.cli_errors import CommandError
 from broker.config import DEFAULT_LISTEN
+
+if TYPE_CHECKING:
+    from broker.api.connection import Connection
 
 CREDENTIAL_ENV = "HELSEID_BROKER_CREDENTIAL"
 
@@ -37,6 +44,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def connection_from_args(args: argparse.Namespace) -> Connection:
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    from broker.api.connection import Connection  # noqa: PLC0415 - grpc loads after GRPC_VERBOSITY is set
+
     if (args.tls_cert is None) != (args.tls_key is None):
         raise CommandError("--tls-cert and --tls-key go together (the client certificate and its key)")
     credential = args.credential if args.credential is not None else os.environ.get(CREDENTIAL_ENV)

@@ -182,6 +182,15 @@ def test_refusals_are_one_line_and_exit_2(deployment: Deployment) -> None:
             "no TLS": (["token", *oslo, "--address", deployment.broker.address, *secret], None),
             "certificate without key": (["token", *oslo, *tls(deployment, None), *client_cert], None),
             "missing CA file": (["token", *oslo, *missing_ca], None),
+            # The broker's certificate names 127.0.0.1: another expected name, or the system's roots, fail.
+            "other server name": (
+                ["token", *oslo, *tls(deployment), "--tls-server-name", "other.test"],
+                None,
+            ),
+            "system roots": (
+                ["token", *oslo, "--address", deployment.broker.address, "--tls", *secret],
+                None,
+            ),
         }
     )
     lines = {name: one_line_failure(result) for name, result in answers.items()}
@@ -196,4 +205,6 @@ def test_refusals_are_one_line_and_exit_2(deployment: Deployment) -> None:
     assert lines["no TLS"].startswith("UNAVAILABLE")
     assert "--tls-key" in lines["certificate without key"]
     assert "cannot read" in lines["missing CA file"]
+    assert lines["other server name"].startswith("UNAVAILABLE")
+    assert lines["system roots"].startswith("UNAVAILABLE")
     assert all(deployment.credential not in line for line in lines.values())
