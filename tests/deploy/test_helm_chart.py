@@ -133,3 +133,11 @@ def test_production_render_has_hpa_servicemonitor_tls_probes_and_a_port_per_work
 def test_chart_folder_holds_no_secret_material() -> None:
     texts = [p.read_text() for p in Path(CHART).rglob("*") if p.is_file()]
     assert not any('"d":' in t or "PRIVATE KEY" in t for t in texts)
+
+
+def test_values_file_documents_every_top_level_value() -> None:
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    keys = [(i, line.split(":")[0]) for i, line in enumerate(lines) if line[:1].isalpha()]
+    undocumented = [key for i, key in keys if not lines[i - 1].startswith("#")]
+    print(f"values.yaml: {len(keys)} top-level values, {len(undocumented)} without a comment above")
+    assert not undocumented
