@@ -116,6 +116,9 @@ def test_production_render_has_hpa_servicemonitor_tls_probes_and_a_port_per_work
     command = container["livenessProbe"]["exec"]["command"]
     assert command[:2] == ["python", "/opt/helseid-broker/healthcheck.py"]
     assert "--tls-cert" in command, "mTLS: the probe presents a client certificate"
+    # An exec probe starts Python and grpcio: Kubernetes' default 1 s timeout is too short for that.
+    probes = ("startupProbe", "livenessProbe", "readinessProbe")
+    assert all(container[probe]["timeoutSeconds"] >= 3 for probe in probes)
     metrics_ports = sorted(p["containerPort"] for p in container["ports"] if p["name"].startswith("metrics"))
     assert metrics_ports == [9464, 9465], "workers = 2: worker i serves metrics on 9464 + i"
     monitor = one(objects, "ServiceMonitor")
