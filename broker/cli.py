@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from broker import __version__
@@ -20,6 +19,7 @@ from broker.audit import verify
 from broker.cli_calls import add_call_commands
 from broker.cli_errors import CommandError
 from broker.cli_keys import add_key_commands
+from broker.cli_listen import bind_failures, probe_shared_port
 from broker.config import DEFAULT_LISTEN, TelemetrySettings, load_config
 from broker.errors import ConfigurationError
 from broker.observability import configure_logging
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.config is None:
         from broker.demo import run_demo  # noqa: PLC0415 - the dev authority loads only when used
 
-        with _listening(args.listen or DEFAULT_LISTEN):
+        with bind_failures(args.listen or DEFAULT_LISTEN):
             asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN))
         return 0
     # The server stack (OpenTelemetry, the engine) takes a second to import; the client commands skip it.
@@ -85,24 +85,12 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(config.telemetry)
     listen = args.listen or config.server.listen
     if config.server.workers > 1:
+        probe_shared_port(listen)
         run_workers(args.config, config, listen)
         return 0
-    with _listening(listen):
+    with bind_failures(listen):
         asyncio.run(serve(config, listen=listen, on_ready=lambda port: _print_ready(listen, port)))
     return 0
-
-
-@contextlib.contextmanager
-def _listening(listen: str) -> Iterator[None]:
-    """gRPC reports a port it cannot bind as a RuntimeError; that is the user's to fix, so one line."""
-    try:
-        yield
-    except RuntimeError as exc:
-        if "Failed to bind" not in str(exc):
-            raise
-        raise CommandError(
-            f"cannot listen on {listen}: the address is in use or not available here"
-        ) from None
 
 
 def _print_ready(listen: str, port: int) -> None:

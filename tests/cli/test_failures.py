@@ -125,13 +125,21 @@ def test_expected_failures_are_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_a_port_in_use_stops_the_start_with_one_line(tmp_path: Path) -> None:
     config = write_config(tmp_path)
+    workers = tmp_path / "workers.toml"
+    workers.write_text(config.read_text() + "[server]\nworkers = 2\n")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         listen = f"127.0.0.1:{taken.getsockname()[1]}"
-        result = run("run", "--config", str(config), "--listen", listen)
-    last = result.stderr.splitlines()[-1]
-    print(f"port in use: exit {result.returncode}, last line: {last}")
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert last == f"cannot listen on {listen}: the address is in use or not available here"
+        results = run_all(
+            {
+                "one process": ["run", "--config", str(config), "--listen", listen],
+                "two workers": ["run", "--config", str(workers), "--listen", listen],
+            }
+        )
+    for name, result in results.items():
+        last = result.stderr.splitlines()[-1]
+        print(f"port in use, {name}: exit {result.returncode}, last line: {last}")
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert last == f"cannot listen on {listen}: the address is in use or not available here"
