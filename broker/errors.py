@@ -20,7 +20,7 @@ assertion, a proof or a key.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
 
@@ -100,12 +100,16 @@ class PermissionDeniedError(BrokerError):
 
 
 class ConfigurationError(BrokerError):
-    """The configuration is invalid; `field` is the dotted path of the offending value."""
+    """The configuration is invalid; `field` is the dotted path of the (first) offending value, `problems`
+    every `(field, message)` found, in file order, so one run shows an operator every mistake."""
 
     reason = Reason.INVALID_CONFIGURATION
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}", field=field)
+    def __init__(self, field: str, message: str, *, problems: Sequence[tuple[str, str]] = ()) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems) or ((field, message),)
+        lines = [f"{path}: {text}" for path, text in self.problems]
+        summary = lines[0] if len(lines) == 1 else f"{len(lines)} mistakes:\n  " + "\n  ".join(lines)
+        super().__init__(summary, field=field)
         self.field = field
 
 
