@@ -40,10 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    # One line, so that a log collector or a shell script sees the whole reason in one record; a message
-    # of several lines (one per configuration mistake) keeps every line, joined with "; ".
-    print("; ".join(line.strip() for line in message.splitlines() if line.strip()), file=sys.stderr)
+    print(_one_line(message), file=sys.stderr)
     return 2
+
+
+def _one_line(message: str) -> str:
+    """One line, so that a log collector or a shell script sees the whole reason in one record; a message
+    of several lines ("2 mistakes:" and one line per configuration mistake) keeps every line."""
+    text = ""
+    for line in filter(None, (line.strip() for line in message.splitlines())):
+        text += ("" if not text else " " if text.endswith(":") else "; ") + line
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -94,12 +94,15 @@ def test_keys_show_prints_the_public_jwks_again_and_no_private_member(tmp_path: 
 
 def test_expected_failures_are_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = write_config(tmp_path / "bad", orgnr="91234567")
+    two_mistakes = bad.parent / "two.toml"
+    two_mistakes.write_text(bad.read_text().replace('client = "supplier"', 'client = "nobody"'))
     missing = str(tmp_path / "nowhere.toml")
     oslo = ["--tenant", "oslo", "--target", "sfm"]
     results = run_all(
         {
             "bad config": ["check-config", str(bad)],
             "bad config, keys show": ["keys", "show", "--config", str(bad)],
+            "two mistakes": ["check-config", str(two_mistakes)],
             "missing config": ["check-config", missing],
             "missing config, run": ["run", "--config", missing],
             "missing audit file": ["audit", "verify", missing],
@@ -115,6 +118,8 @@ def test_expected_failures_are_one_line_and_exit_2(tmp_path: Path) -> None:
         print(f"  {name}: {line}")
     assert "tenants.oslo.orgnr_parent" in lines["bad config"]
     assert "tenants.oslo.orgnr_parent" in lines["bad config, keys show"]
+    assert "tenants.oslo.orgnr_parent" in lines["two mistakes"]
+    assert "tenants.oslo.client" in lines["two mistakes"]
     assert lines["missing config"].startswith("configuration error: ")
     assert lines["missing config, run"] == lines["missing config"]
     assert lines["unreachable broker"].startswith("UNAVAILABLE: ")
