@@ -6,6 +6,7 @@ so a secret written where a reference belongs never reaches an error or a log.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -163,7 +164,12 @@ def _position(raw: Any, path: str) -> tuple[int, ...]:
 def _parts(path: str) -> list[str | int]:
     parts: list[str | int] = []
     for dotted in path.split("."):
-        name, _, indices = dotted.partition("[")
-        parts.append(name)
-        parts.extend(int(index) for index in indices.replace("]", "").split("[") if index)
+        # Only trailing `[digits]` are list indices; a quoted TOML name may hold brackets of its own.
+        match = _INDEXED.fullmatch(dotted)
+        assert match is not None  # the pattern matches any text
+        parts.append(match.group(1))
+        parts.extend(int(index) for index in re.findall(r"\[(\d+)\]", match.group(2)))
     return parts
+
+
+_INDEXED = re.compile(r"(.*?)((?:\[\d+\])*)", re.DOTALL)

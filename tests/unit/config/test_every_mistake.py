@@ -158,3 +158,11 @@ def test_a_raw_mapping_with_wrong_section_types_names_each_section(tmp_path: Pat
     with pytest.raises(ConfigurationError) as caught:
         parse_config(raw, base_dir=tmp_path, environ={})
     assert [field for field, _ in caught.value.problems] == ["clients", "tenants.oslo", "server"]
+
+
+def test_an_entry_named_with_dots_and_brackets_is_reported_under_its_name(tmp_path: Path) -> None:
+    text = VALID + '\n[tenants."a[b].c"]\nclient = "supplier"\ntargets = ["sfm"]\norgnr_parent = "1"\n'
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, text), ENV)
+    print(f"\nreported: {caught.value.problems}")
+    assert [field for field, _ in caught.value.problems] == ["tenants.a[b].c.orgnr_parent"]
