@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from broker.config.directory import TenantFiles, read_tenant_files
 from broker.config.domain import build_config, check_tenant
-from broker.config.models import TenantModel, validate_file
+from broker.config.models import TENANTS_DIRECTORY, TenantModel, validate_file
 from broker.config.problems import Problems
 from broker.config.secrets import SecretReader
 from broker.config.settings import BrokerConfig
@@ -32,11 +34,71 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> BrokerC
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: Path, environ: Mapping[str, str]) -> BrokerConfig:
+    """The main file's table plus its tenants directory (if it names one), validated whole: a mistake in a
+    tenant file is reported under that file's name (`tenants.d/oslo.toml: orgnr_parent: ...`)."""
     problems = Problems(raw)
-    file = validate_file(raw, problems)
+    directory = _tenants_directory(raw, base_dir, problems)
+    found = TenantFiles({}, {}) if directory is None else read_tenant_files(*directory, problems)
+    merged, origins = _merge_tenants(raw, found, problems)
+    file = validate_file(merged, problems)
     config = build_config(file, SecretReader(base_dir, environ), problems)
-    problems.raise_if_any()
+    try:
+        problems.raise_if_any()
+    except ConfigurationError as exc:
+        raise _named_by_file(exc, origins) from None
+    if directory is not None:
+        config = replace(config, tenants_directory=directory[0])
     return config
+
+
+def _tenants_directory(raw: Mapping[str, Any], base_dir: Path, problems: Problems) -> tuple[Path, str] | None:
+    """The folder `tenants_directory` names (relative: to the main file's folder), and its name as written."""
+    value = raw.get(TENANTS_DIRECTORY)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        problems.add(TENANTS_DIRECTORY, "must be a path (relative: to this file's folder)")
+        return None
+    return base_dir / value, value.rstrip("/")
+
+
+def _merge_tenants(
+    raw: Mapping[str, Any], found: TenantFiles, problems: Problems
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The main file's table with the directory's tenants added to [tenants] (a name in both is refused),
+    and the file of each tenant added."""
+    merged = {key: value for key, value in raw.items() if key != TENANTS_DIRECTORY}
+    origins: dict[str, str] = {}
+    if not found.tables:
+        return merged, origins
+    own = raw.get("tenants", {})
+    tenants = dict(own) if isinstance(own, Mapping) else {}
+    for name, table in found.tables.items():
+        if name in tenants:
+            problems.add(f"tenants.{name}", f"defined in this file and in {found.files[name]}: keep one")
+            continue
+        tenants[name] = table
+        origins[name] = found.files[name]
+    merged["tenants"] = tenants
+    return merged, origins
+
+
+def _named_by_file(error: ConfigurationError, files: Mapping[str, str]) -> ConfigurationError:
+    """`tenants.oslo.orgnr_parent` of a tenant from a file becomes `tenants.d/oslo.toml: orgnr_parent`."""
+    if not files:
+        return error
+
+    def where(path: str) -> str:
+        for name in sorted(files, key=len, reverse=True):
+            prefix = f"tenants.{name}"
+            if path == prefix:
+                return files[name]
+            if path.startswith(f"{prefix}."):
+                return f"{files[name]}: {path[len(prefix) + 1 :]}"
+        return path
+
+    problems = [(where(path), message) for path, message in error.problems]
+    return ConfigurationError(problems[0][0], problems[0][1], problems=problems)
 
 
 def parse_tenant(name: str, raw: Mapping[str, Any], config: BrokerConfig) -> Tenant:

@@ -187,6 +187,8 @@ ENTRIES: dict[str, type[Section]] = {
     "callers": CallerModel,
 }
 REQUIRED = ("clients", "targets", "tenants")
+# A top-level value, not a section: the folder of one-file-per-tenant (`directory.py`), read by the loader.
+TENANTS_DIRECTORY = "tenants_directory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +220,8 @@ class ValidatedFile:
 def validate_file(raw: Mapping[str, Any], problems: Problems) -> ValidatedFile:
     """Every section and every entry validated on its own; each mistake recorded in `problems`."""
     for name in raw:
-        if name not in SECTIONS and name not in ENTRIES:
-            allowed = ", ".join(sorted([*SECTIONS, *ENTRIES]))
+        if name not in SECTIONS and name not in ENTRIES and name != TENANTS_DIRECTORY:
+            allowed = ", ".join(sorted([*SECTIONS, *ENTRIES, TENANTS_DIRECTORY]))
             problems.add(name, f"unknown section (allowed: {allowed})")
     broken: set[str] = set()
     sections: dict[str, Any] = {}

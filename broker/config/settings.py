@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from broker.audit import AuditSettings
 from broker.model import Caller, Client, ServiceAccountIssuer, Target, Tenant
@@ -106,3 +107,5 @@ class BrokerConfig:
     callers: Mapping[str, Caller] = field(default_factory=dict)
     telemetry: TelemetrySettings = TelemetrySettings()
     audit: AuditSettings = field(default_factory=AuditSettings)
+    # Where some tenants come from, one file each (`tenants_directory`); watched for changes while running.
+    tenants_directory: Path | None = None
