@@ -46,18 +46,30 @@ class RpcDurationSeries:
 
     method: str
     status: str
+    boundaries: tuple[float, ...]
     bucket_counts: list[int]
     total: float = 0.0
     min: float = float("inf")
     max: float = 0.0
+
+    # hot path
+    def record(self, seconds: float) -> None:
+        # OpenTelemetry's explicit buckets hold (previous boundary, boundary]: bisect_left finds that one.
+        self.bucket_counts[bisect_left(self.boundaries, seconds)] += 1
+        self.total += seconds
+        # Comparisons, not min()/max(): a builtin call costs more on this path than the test it makes.
+        if seconds < self.min:  # noqa: PLR1730
+            self.min = seconds
+        if seconds > self.max:  # noqa: PLR1730
+            self.max = seconds
 
 
 class RpcDurations:
     """Cumulative call-duration histograms, kept outside the OpenTelemetry SDK.
 
     The SDK's `Histogram.record` costs about 10 us per call in Python (attribute hashing, locks, exemplars),
-    more than a whole cache hit; this costs a bisect and three additions. `broker.observability` adds the
-    series to what each of its readers collects, as the SDK's own histograms would be.
+    more than a whole cache hit; a series here costs a bisect and a few additions. `broker.observability`
+    adds the series to what each of its readers collects, as the SDK's own histograms would be.
     """
 
     def __init__(self, boundaries: tuple[float, ...] = RPC_DURATION_BUCKETS_S) -> None:
@@ -65,27 +77,45 @@ class RpcDurations:
         self.start_time_ns = time.time_ns()
         self._series: dict[tuple[str, str], RpcDurationSeries] = {}
 
-    # hot path
+    def series(self, method: str, status: str) -> RpcDurationSeries:
+        """The series of `method` and `status`, made at its first call."""
+        found = self._series.get((method, status))
+        if found is None:
+            found = RpcDurationSeries(method, status, self.boundaries, [0] * (len(self.boundaries) + 1))
+            self._series[(method, status)] = found
+        return found
+
     def record(self, method: str, status: str, seconds: float) -> None:
-        series = self._series.get((method, status))
-        if series is None:
-            series = RpcDurationSeries(method, status, [0] * (len(self.boundaries) + 1))
-            self._series[(method, status)] = series
-        # OpenTelemetry's explicit buckets hold (previous boundary, boundary]: bisect_left finds that one.
-        series.bucket_counts[bisect_left(self.boundaries, seconds)] += 1
-        series.total += seconds
-        # Comparisons, not min()/max(): a builtin call costs more on this path than the test it makes.
-        if seconds < series.min:  # noqa: PLR1730
-            series.min = seconds
-        if seconds > series.max:  # noqa: PLR1730
-            series.max = seconds
+        self.series(method, status).record(seconds)
 
     def snapshot(self) -> list[RpcDurationSeries]:
-        """Copies of every series (collection runs on an exporter's thread while calls go on recording)."""
+        """Copies of every series with calls (collection runs on an exporter's thread while calls go on
+        recording; a method's OK series exists, empty, from the start)."""
         return [
-            RpcDurationSeries(s.method, s.status, list(s.bucket_counts), s.total, s.min, s.max)
+            RpcDurationSeries(s.method, s.status, s.boundaries, list(s.bucket_counts), s.total, s.min, s.max)
             for s in list(self._series.values())
+            if any(s.bucket_counts)
         ]
+
+
+class MethodCalls:
+    """One method's gRPC server metrics, bound once by the guard: calls started, and their durations.
+
+    The guard adds to `started`, and records a call's duration through `ok` (a unary success, the hit path)
+    or `ended` (any status): the series of a success is looked up once, here, so a cache hit pays no
+    dictionary lookup for it.
+    """
+
+    __slots__ = ("_durations", "method", "ok", "started")
+
+    def __init__(self, method: str, durations: RpcDurations) -> None:
+        self.method = method
+        self.started = 0
+        self._durations = durations
+        self.ok = durations.series(method, "OK").record
+
+    def ended(self, status: str, seconds: float) -> None:
+        self._durations.series(self.method, status).record(seconds)
 
 
 # One per process, like the OpenTelemetry providers the readers belong to.
@@ -99,7 +129,7 @@ class Metrics:
         meter = meter or metrics.get_meter(METER_NAME)
         self._served: Counter[tuple[str, str]] = Counter()
         self._failed: Counter[str] = Counter()
-        self._started: Counter[str] = Counter()
+        self._methods: list[MethodCalls] = []
         self.rpc_durations = rpc_durations or PROCESS_RPC_DURATIONS
         meter.create_observable_counter(
             RPC_STARTED,
@@ -144,6 +174,11 @@ class Metrics:
         self._breaker = meter.create_counter(
             "broker.sts.circuit", unit="{transition}", description="Circuit-breaker transitions per STS"
         )
+        self._reloads = meter.create_counter(
+            "broker.config.reloads",
+            unit="{reload}",
+            description="Configuration reloads while running, by outcome: applied, or invalid (old one kept)",
+        )
 
     # hot path: a dict increment, nothing else
     def served(self, rpc: str, source: str) -> None:
@@ -152,12 +187,11 @@ class Metrics:
     def failed(self, reason: str) -> None:
         self._failed[reason] += 1
 
-    def rpc_started(self, method: str) -> None:
-        self._started[method] += 1
-
-    def rpc_finished(self, method: str, status: str, seconds: float) -> None:
-        """`grpc.server.call.duration`: exported by `broker.observability` (see `RpcDurations`)."""
-        self.rpc_durations.record(method, status, seconds)
+    def rpc_method(self, method: str) -> MethodCalls:
+        """The counters of one gRPC method (`grpc.server.call.started` and `.duration`), for the guard."""
+        calls = MethodCalls(method, self.rpc_durations)
+        self._methods.append(calls)
+        return calls
 
     def sts_request(self, seconds: float, outcome: str) -> None:
         self._sts_latency.record(seconds, {"outcome": outcome})
@@ -180,11 +214,17 @@ class Metrics:
     def breaker(self, issuer: str, state: str) -> None:
         self._breaker.add(1, {"issuer": issuer, "state": state})
 
+    def config_reload(self, outcome: str) -> None:
+        self._reloads.add(1, {"outcome": outcome})
+
     def _observe_served(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(n, {"rpc": rpc, "source": source}) for (rpc, source), n in self._served.items()]
 
     def _observe_started(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(n, {RPC_METHOD: method}) for method, n in self._started.items()]
+        started: Counter[str] = Counter()
+        for calls in self._methods:  # a method served by more than one guard (the bench) is summed
+            started[calls.method] += calls.started
+        return [Observation(n, {RPC_METHOD: method}) for method, n in started.items() if n]
 
     def _observe_failed(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(n, {"reason": reason}) for reason, n in self._failed.items()]

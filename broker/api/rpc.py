@@ -35,7 +35,7 @@ from broker.api import fields, grants, status
 from broker.api.policy import CallerPolicy
 from broker.errors import BrokerError, InvalidRequestError, Reason
 from broker.model import Caller
-from broker.telemetry import Metrics
+from broker.telemetry import MethodCalls, Metrics
 
 _log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class _Rules:
     """What the guard checks for one method, compiled once at start."""
 
     rpc: str
-    grpc_method: str  # A66's grpc.method: "broker.v1.TokenBrokerService/GetToken"
+    calls: MethodCalls  # A66's grpc.server.call.* of this method ("broker.v1.TokenBrokerService/GetToken")
     event: str | None
     sessions: bool
     check_fields: fields.Check
@@ -137,12 +137,12 @@ class _Rules:
     names: tuple[bool, bool, bool]
 
     @classmethod
-    def of(cls, method: MethodDescriptor, spec: Handler) -> _Rules:
+    def of(cls, method: MethodDescriptor, spec: Handler, metrics: Metrics) -> _Rules:
         fields_by_name = method.input_type.fields_by_name
         names = ("tenant" in fields_by_name, "target" in fields_by_name, "targets" in fields_by_name)
-        grpc_method = f"{method.containing_service.full_name}/{method.name}"
+        calls = metrics.rpc_method(f"{method.containing_service.full_name}/{method.name}")
         check_fields = fields.validator(method.input_type)
-        return cls(method.name, grpc_method, spec.event, spec.sessions, check_fields, names)
+        return cls(method.name, calls, spec.event, spec.sessions, check_fields, names)
 
 
 class _Undecodable:
@@ -184,11 +184,11 @@ class Guard:
         self, method: MethodDescriptor, spec: Unary[Req, Resp]
     ) -> Callable[[Req | _Undecodable, Context], Awaitable[Resp]]:
         """The guarded coroutine of one unary method (also what the benchmark's hit path times)."""
-        rules = _Rules.of(method, spec)
+        rules = _Rules.of(method, spec, self._metrics)
 
         async def guarded(request: Req | _Undecodable, context: Context) -> Resp:
             started = time.perf_counter()
-            self._metrics.rpc_started(rules.grpc_method)
+            rules.calls.started += 1
             call: Call[Req] | None = None
             deadline: asyncio.Timeout | None = None
             try:
@@ -207,9 +207,9 @@ class Guard:
                 rich = self._failure(rules, call, context, exc, deadline_expired=expired)
             else:
                 self._served(call)
-                self._metrics.rpc_finished(rules.grpc_method, "OK", time.perf_counter() - started)
+                rules.calls.ok(time.perf_counter() - started)
                 return response
-            self._metrics.rpc_finished(rules.grpc_method, rich.code.name, time.perf_counter() - started)
+            rules.calls.ended(rich.code.name, time.perf_counter() - started)
             await context.abort(rich.code, rich.details, rich.trailing_metadata)
             raise AssertionError("unreachable: abort raises")
 
@@ -218,11 +218,11 @@ class Guard:
     def stream(
         self, method: MethodDescriptor, spec: Stream[Req, Resp]
     ) -> Callable[[Req | _Undecodable, Context], AsyncIterator[Resp]]:
-        rules = _Rules.of(method, spec)
+        rules = _Rules.of(method, spec, self._metrics)
 
         async def guarded(request: Req | _Undecodable, context: Context) -> AsyncIterator[Resp]:
             started = time.perf_counter()
-            self._metrics.rpc_started(rules.grpc_method)
+            rules.calls.started += 1
             # A stream left by its caller ends at a yield, cancelled: that is how gRPC reports it too.
             code = grpc.StatusCode.CANCELLED.name
             call: Call[Req] | None = None
@@ -238,7 +238,7 @@ class Guard:
                 rich = self._failure(rules, call, context, exc, deadline_expired=False)
                 code = rich.code.name
             finally:
-                self._metrics.rpc_finished(rules.grpc_method, code, time.perf_counter() - started)
+                rules.calls.ended(code, time.perf_counter() - started)
             await context.abort(rich.code, rich.details, rich.trailing_metadata)
 
         return guarded

@@ -54,7 +54,7 @@ async def test_guard_records_each_calls_duration_by_full_method_and_status_name(
     }
     info = series[(f"{SERVICE}/GetBrokerInfo", "OK")]
     assert 0 < info.min <= info.max < 1  # seconds, not milliseconds
-    assert info.total == pytest.approx(sum((info.min, info.max)), abs=info.max)
+    assert 3 * info.min <= info.total <= 3 * info.max
     collected = reader.get_metrics_data()
     assert collected is not None
     started = {
