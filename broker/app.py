@@ -25,6 +25,7 @@ from broker.idp.breaker import CircuitBreaker
 from broker.idp.endpoints import UserEndpoints
 from broker.idp.sts import StsClient
 from broker.observability import configure_logging, configure_telemetry, process_instance_id
+from broker.reload import Reloader
 from broker.sessions.exchange import TokenExchanger
 from broker.sessions.login import LoginService
 from broker.sessions.tokens import SessionTokens
@@ -131,13 +132,23 @@ async def serve(
     on_ready: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
     worker: int = 0,
+    config_path: Path | None = None,
 ) -> None:
-    """Serves until `stop` is set or SIGINT/SIGTERM arrives, then drains in-flight calls."""
+    """Serves until `stop` is set or SIGINT/SIGTERM arrives, then drains in-flight calls. With the
+    configuration's path, SIGHUP and changes of its files reload it (`broker/reload.py`)."""
     telemetry = configure_telemetry(config.telemetry, service_instance=process_instance_id(), worker=worker)
     check_exposure(config, listen or config.server.listen)
     trail = _open_audit(config)
     try:
-        await _serve_with(config, trail, listen=listen, reuse_port=reuse_port, on_ready=on_ready, stop=stop)
+        await _serve_with(
+            config,
+            trail,
+            listen=listen,
+            reuse_port=reuse_port,
+            on_ready=on_ready,
+            stop=stop,
+            config_path=config_path,
+        )
     finally:
         # Also when the start is interrupted (a stop during a worker's start): what is queued is written.
         audit.configure(None)
@@ -153,6 +164,7 @@ async def _serve_with(
     reuse_port: bool,
     on_ready: Callable[[int], None] | None,
     stop: asyncio.Event | None,
+    config_path: Path | None = None,
 ) -> None:
     broker = build_broker(config)
     server, port, health = create_server(
@@ -172,6 +184,13 @@ async def _serve_with(
     warm = broker.engine.routes.warm()
     broker.scheduler.start_warm(warm, config.cache.refresh_budget_per_s)
     scheduling = asyncio.get_running_loop().create_task(broker.scheduler.run())
+    background = [scheduling]
+    if config_path is not None:
+        reloader = Reloader(
+            config_path, config, broker.engine, broker.scheduler, metrics=broker.engine.metrics
+        )
+        reloader.listen_for_sighup()
+        background.append(asyncio.get_running_loop().create_task(reloader.run()))
     try:
         await server.start()
         await mark_serving(health)
@@ -181,9 +200,10 @@ async def _serve_with(
     finally:
         await health.enter_graceful_shutdown()
         await server.stop(grace=5)
-        scheduling.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await scheduling
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await broker.engine.close()
         await broker.session_store.close()
         await broker.endpoints.close()  # an in-flight JWKS fetch others shared
@@ -243,6 +263,14 @@ def run_workers(config_path: Path, config: BrokerConfig, listen: str) -> None:
                 os.kill(process.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
+
+    def forward_reload(signum: int, _: object) -> None:
+        # Each worker holds its own configuration: a SIGHUP to the parent reloads them all.
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
+
+    signal.signal(signal.SIGHUP, forward_reload)
     try:
         for process in processes:
             process.join()
@@ -264,4 +292,6 @@ def _worker(config_path: str, listen: str, index: int) -> None:
     config = load_config(Path(config_path))
     configure_logging(config.telemetry, worker=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, listen=listen, reuse_port=True, worker=index))
+        asyncio.run(
+            serve(config, listen=listen, reuse_port=True, worker=index, config_path=Path(config_path))
+        )

@@ -96,7 +96,14 @@ def _run(args: argparse.Namespace) -> int:
         run_workers(args.config, config, listen)
         return 0
     with bind_failures(listen):
-        asyncio.run(serve(config, listen=listen, on_ready=lambda port: _print_ready(listen, port)))
+        asyncio.run(
+            serve(
+                config,
+                listen=listen,
+                on_ready=lambda port: _print_ready(listen, port),
+                config_path=args.config,
+            )
+        )
     return 0
 
 

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -347,6 +347,8 @@ class TokenEngine:
         return max(entry.usable_until - self.clock(), timedelta(milliseconds=1))
 
     def _install(self, route: Route, entry: Entry) -> None:
+        if self.routes.by_key(route.cache_key) is None:
+            return  # a fill that ended after a reload removed its route: nothing may hold its token
         current = self._memory.get(route.cache_key)
         if current is not None and current.token.value == entry.token.value:
             return
@@ -387,6 +389,20 @@ class TokenEngine:
             return failed
         self._store_health.answered()
         return result
+
+    # --- reloading --------------------------------------------------------------------------------------
+
+    def drop(self, routes: Iterable[Route]) -> int:
+        """Forgets the tokens of routes a reloaded configuration no longer has (their cache key is gone),
+        and stops their background refreshes; returns how many tokens were held."""
+        dropped = 0
+        for route in routes:
+            key = route.cache_key
+            dropped += self._memory.pop(key, None) is not None
+            refreshing = self._refreshing.pop(key, None)
+            if refreshing is not None:
+                refreshing.cancel()
+        return dropped
 
     async def close(self) -> None:
         tasks = [*self._inflight.values(), *self._refreshing.values(), *self._background]

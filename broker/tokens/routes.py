@@ -1,4 +1,4 @@
-"""Resolves a caller's (tenant, target) into everything a token depends on, once, at start.
+"""Resolves a caller's (tenant, target) into everything a token depends on, once per configuration.
 
 The cache key covers everything that changes the token: tenant, client (id and issuer), signing `kid`, DPoP
 key thumbprint, target (resource, scopes, token type) and the canonical `assertion_details`. Anchors that
@@ -31,28 +31,60 @@ class Route:
     cache_key: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """One configuration's routes; never changed, only replaced whole."""
+
+    targets: Mapping[str, Target]
+    tenants: Mapping[str, Tenant]
+    routes: Mapping[tuple[str, str], Route]
+    by_key: Mapping[str, Route]
+
+
+def _snapshot(
+    clients: Mapping[str, Client], targets: Mapping[str, Target], tenants: Mapping[str, Tenant]
+) -> _Snapshot:
+    routes: dict[tuple[str, str], Route] = {}
+    for tenant in tenants.values():
+        for target_name in tenant.targets:
+            routes[(tenant.name, target_name)] = build_route(
+                tenant, targets[target_name], clients[tenant.client]
+            )
+    by_key = {route.cache_key: route for route in routes.values()}
+    return _Snapshot(dict(targets), dict(tenants), routes, by_key)
+
+
 class RouteTable:
-    """All routes of a configuration; `resolve` is a dict lookup on the hot path."""
+    """All routes of a configuration; `resolve` is a dict lookup on the hot path.
+
+    The engine, the login service, session tokens and the exchanger share one table; `replace` swaps in a
+    reloaded configuration's routes with one assignment, so every holder sees the whole new table at once
+    and no call sees half of each."""
 
     def __init__(
         self, clients: Mapping[str, Client], targets: Mapping[str, Target], tenants: Mapping[str, Tenant]
     ) -> None:
-        self._targets = dict(targets)
-        self._tenants = dict(tenants)
-        self._routes: dict[tuple[str, str], Route] = {}
-        for tenant in tenants.values():
-            for target_name in tenant.targets:
-                route = build_route(tenant, targets[target_name], clients[tenant.client])
-                self._routes[(tenant.name, target_name)] = route
-        self._by_key = {route.cache_key: route for route in self._routes.values()}
+        self._table = _snapshot(clients, targets, tenants)
+
+    def replace(
+        self, clients: Mapping[str, Client], targets: Mapping[str, Target], tenants: Mapping[str, Tenant]
+    ) -> RouteChanges:
+        """Serves these routes from now on; says which cache keys came and went."""
+        old = self._table
+        self._table = new = _snapshot(clients, targets, tenants)
+        return RouteChanges(
+            added=[route for key, route in new.by_key.items() if key not in old.by_key],
+            removed=[route for key, route in old.by_key.items() if key not in new.by_key],
+        )
 
     def resolve(self, tenant: str, target: str) -> Route:
-        route = self._routes.get((tenant, target))
+        table = self._table  # one read: a replace during this call cannot mix two tables
+        route = table.routes.get((tenant, target))
         if route is not None:
             return route
-        if tenant not in self._tenants:
+        if tenant not in table.tenants:
             raise NotFoundError(f"no tenant named {tenant!r}", reason=Reason.TENANT_NOT_FOUND, tenant=tenant)
-        if target not in self._targets:
+        if target not in table.targets:
             raise NotFoundError(f"no target named {target!r}", reason=Reason.TARGET_NOT_FOUND, target=target)
         raise PermissionDeniedError(
             f"tenant {tenant!r} may not use target {target!r}",
@@ -62,14 +94,27 @@ class RouteTable:
         )
 
     def routes(self) -> list[Route]:
-        return list(self._routes.values())
+        return list(self._table.routes.values())
 
     def by_key(self, cache_key: str) -> Route | None:
-        return self._by_key.get(cache_key)
+        return self._table.by_key.get(cache_key)
 
     def warm(self) -> list[Route]:
         """The routes the configuration asks to keep fetched and fresh without waiting for a caller."""
-        return [route for route in self._routes.values() if route.target.name in route.tenant.warm_targets]
+        return [route for route in self._table.routes.values() if is_warm(route)]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteChanges:
+    """What a `replace` changed: routes whose cache key is new, and those whose key no longer exists (a
+    changed tenant or target changes its key, so it appears in both)."""
+
+    added: list[Route]
+    removed: list[Route]
+
+
+def is_warm(route: Route) -> bool:
+    return route.target.name in route.tenant.warm_targets
 
 
 def build_route(tenant: Tenant, target: Target, client: Client) -> Route:

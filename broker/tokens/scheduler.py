@@ -42,9 +42,12 @@ class RefreshScheduler:
         self.started = 0
         engine.on_installed = self._on_installed
 
-    def start_warm(self, routes: list[Route], rate: float) -> None:
+    def start_warm(
+        self, routes: list[Route], rate: float, *, spread_at_least: timedelta | None = None
+    ) -> None:
         """Schedules the first fetch of each warm route, spread so the budget is never the bottleneck."""
-        spread = max(self._startup_spread.total_seconds(), len(routes) / rate)
+        at_least = self._startup_spread if spread_at_least is None else spread_at_least
+        spread = max(at_least.total_seconds(), len(routes) / rate)
         now = self._clock()
         for route in routes:
             self._kept[route.cache_key] = self._kept.get(route.cache_key, 0) + 1
@@ -53,6 +56,20 @@ class RefreshScheduler:
             offset = timedelta(seconds=random.uniform(0, spread))  # noqa: S311 - spreading, not secrecy
             heapq.heappush(self._due, (now + offset, route.cache_key))
         self._wake.set()
+
+    def rewarm(self, before: list[Route], after: list[Route], rate: float) -> None:
+        """After a reload: warms the routes newly asked to be warm (a new tenant's, or a new key) at once,
+        spread only as far as the budget needs, and stops keeping those no longer asked."""
+        before_keys = {route.cache_key for route in before}
+        after_keys = {route.cache_key for route in after}
+        for route in before:
+            if route.cache_key not in after_keys:
+                self.release(route)
+        self.start_warm(
+            [route for route in after if route.cache_key not in before_keys],
+            rate,
+            spread_at_least=timedelta(0),
+        )
 
     def keep(self, route: Route) -> None:
         self._kept[route.cache_key] = self._kept.get(route.cache_key, 0) + 1
