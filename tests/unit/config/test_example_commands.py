@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .test_config import ENV, VALID, write
+
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "deploy" / "broker.example.toml"
 
@@ -76,3 +78,25 @@ def test_the_readme_commands_pass_check_config_when_run_on_a_fresh_clone(tmp_pat
     for field in ("store.encryption_key", "server.tls.certificate", "callers.prescribing.credential"):
         assert field in failed.stderr
     assert "clients.supplier.signing_key" in failed.stderr
+
+
+def test_the_readme_shows_what_check_config_prints_for_a_file_with_three_mistakes(tmp_path: Path) -> None:
+    text = (
+        VALID.replace('tenancy = "multi"', 'tenancy = "many"')
+        .replace('orgnr_parent = "123456789"', 'orgnr_parent = "12345678"')
+        .replace('warm = ["sfm"]', 'warm = ["kj"]')
+    )
+    environ = {**os.environ, **ENV, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", "check-config", str(write(tmp_path, text))],
+        check=False,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    printed = result.stderr.strip()
+    print(f"\nexit {result.returncode}, {len(printed)} characters: {printed}")
+    assert result.returncode == 2
+    assert printed.startswith("configuration error: 3 mistakes: clients.supplier.tenancy")
+    assert f"```text\n{printed}\n```" in (ROOT / "README.md").read_text(encoding="utf-8")
