@@ -289,6 +289,9 @@ def _worker(config_path: str, listen: str, index: int) -> None:
     # handler, interrupts it like Ctrl-C: serve() then still closes its audit trail and writes what is
     # queued, where the default SIGTERM would kill the process on the spot.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A reload asked for (SIGHUP, forwarded by the parent) before serve() listens for it must not end the
+    # worker, as SIGHUP's default would; the configuration it loads next is read fresh anyway.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     config = load_config(Path(config_path))
     configure_logging(config.telemetry, worker=True)
     with contextlib.suppress(KeyboardInterrupt):
