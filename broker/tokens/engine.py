@@ -125,6 +125,12 @@ class TokenEngine:
         yield token
         while True:
             changed = self._changed.setdefault(route.cache_key, asyncio.Event())
+            if self.routes.by_key(route.cache_key) is None:
+                # A reload removed the route or changed its key: a removed one answers why (resolve raises
+                # TENANT_NOT_FOUND, ...); a changed one ends the stream, and the caller watches the new one.
+                self._changed.pop(route.cache_key, None)
+                self.routes.resolve(route.tenant.name, route.target.name)
+                return
             # Look after taking the event, not only after it fires: a token installed while the caller
             # had the last one (before this event existed) set no event, and would wait for the next renewal.
             entry = self._memory.get(route.cache_key)
@@ -402,6 +408,9 @@ class TokenEngine:
             refreshing = self._refreshing.pop(key, None)
             if refreshing is not None:
                 refreshing.cancel()
+            changed = self._changed.pop(key, None)
+            if changed is not None:
+                changed.set()  # its watchers look again and end
         return dropped
 
     async def close(self) -> None:

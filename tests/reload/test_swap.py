@@ -172,3 +172,32 @@ async def _until(condition: object, within_s: float = 3) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("not within the time")
+
+
+async def test_a_watch_of_a_removed_tenant_ends_with_tenant_not_found(tmp_path: Path) -> None:
+    _, reloader, engine, _, _ = setup(tmp_path)
+    stream = engine.watch(engine.routes.resolve("bergen", "sfm"))
+    await anext(stream)
+    waiting = asyncio.get_running_loop().create_task(anext(stream))
+    await asyncio.sleep(0.01)
+    (tmp_path / "tenants.d" / "bergen.toml").unlink()
+
+    await reloader.reload("test")
+
+    with pytest.raises(NotFoundError) as caught:
+        await asyncio.wait_for(waiting, 1)
+    assert caught.value.reason.name == "TENANT_NOT_FOUND"
+
+
+async def test_a_watch_of_a_changed_tenant_ends_so_the_caller_watches_its_new_key(tmp_path: Path) -> None:
+    _, reloader, engine, _, _ = setup(tmp_path)
+    stream = engine.watch(engine.routes.resolve("bergen", "sfm"))
+    await anext(stream)
+    waiting = asyncio.get_running_loop().create_task(anext(stream))
+    await asyncio.sleep(0.01)
+    (tmp_path / "tenants.d" / "bergen.toml").write_text(BERGEN.replace("923456789", "945678901"))
+
+    await reloader.reload("test")
+
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 1)
