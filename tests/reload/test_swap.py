@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.config import load_config
-from broker.errors import NotFoundError
-from broker.reload import Reloader, fingerprint
+from broker.config import BrokerConfig, load_config, parse_tenant
+from broker.errors import ConfigurationError, NotFoundError
+from broker.model import Tenant
+from broker.reload import Reloader, fingerprint, with_sources
 from broker.telemetry import Metrics
 from broker.tokens.engine import TokenEngine
 from broker.tokens.routes import RouteTable
@@ -201,3 +202,45 @@ async def test_a_watch_of_a_changed_tenant_ends_so_the_caller_watches_its_new_ke
 
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(waiting, 1)
+
+
+class StoredTenants:
+    """A named source of tenants beside the files (the shape the store's tenants will plug in as)."""
+
+    name = "the store"
+
+    def __init__(self, tables: dict[str, dict[str, object]]) -> None:
+        self.tables = tables
+
+    def tenants(self, config: BrokerConfig) -> dict[str, Tenant]:
+        return {name: parse_tenant(name, table, config) for name, table in self.tables.items()}
+
+
+async def test_tenants_of_another_source_are_merged_and_a_name_in_two_places_is_refused(
+    tmp_path: Path,
+) -> None:
+    path, reloader, engine, scheduler, metrics = setup(tmp_path)
+    stored = StoredTenants(
+        {"tromso": {"client": "supplier", "orgnr_parent": "956789012", "targets": ["sfm"]}}
+    )
+    with_store = Reloader(
+        path,
+        reloader.config,
+        engine,
+        scheduler,
+        metrics=metrics,
+        read=lambda p: load_config(p, ENV),
+        sources=[stored],
+    )
+
+    assert await with_store.reload("test") is not None
+    assert engine.routes.resolve("tromso", "sfm").tenant.orgnr_parent == "956789012"
+
+    stored.tables["bergen"] = {"client": "supplier", "orgnr_parent": "923456789", "targets": ["sfm"]}
+    assert await with_store.reload("test") is None
+    assert metrics.outcomes == ["applied", "invalid"]
+    with pytest.raises(ConfigurationError) as caught:
+        with_sources(load_config(path, ENV), [stored])
+    assert caught.value.problems == (
+        ("tenants.bergen", "in the configuration files and in the store: keep one"),
+    )
