@@ -223,7 +223,7 @@ async def test_watch_stream_sends_renewals_and_a_caller_reconnects_after_a_repli
     # pushes it right after (within the pub/sub delay), never later than the token it first sent runs out.
     firsts: list[pb.AccessToken] = []
     async with grpc.aio.insecure_channel(cluster.replicas[1].address) as channel:
-        stream = pb_grpc.TokenBrokerServiceStub(channel).WatchToken(request, timeout=5)
+        stream = pb_grpc.TokenBrokerServiceStub(channel).WatchToken(request, timeout=20)
         async for message in stream:
             firsts.append(message.access_token)
             if issued_at(message.access_token.token) >= issued_at(seen[-1]):
