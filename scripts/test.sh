@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 
 source scripts/venv.sh
 ensure_venv dev dev-authority
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing redis-server from Debian's packages" >&2
+# Debian packages the tests use: a Redis server, and openssl (the README's example-configuration steps).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} from Debian's packages" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ ! -d tests/oidc_provider/node_modules ]; then
   npm ci --prefix tests/oidc_provider --no-audit --no-fund --loglevel=error
