@@ -20,11 +20,10 @@ start. In order, for each call:
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf import message_factory
@@ -33,49 +32,15 @@ from google.protobuf.message import DecodeError, Message
 
 from broker.api import fields, grants, status
 from broker.api.policy import CallerPolicy
+from broker.api.ratelimit import StsTrafficLimiter
+from broker.audit import AuditTrail
 from broker.errors import BrokerError, InvalidRequestError, Reason
 from broker.model import Caller
 from broker.telemetry import MethodCalls, Metrics
 
-_log = logging.getLogger(__name__)
-
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-class AuditTrail(Protocol):
-    """Where the outcome of every call goes (`broker.audit`); raw token and pid in, only hashes out."""
-
-    def call(
-        self,
-        *,
-        rpc: str,
-        event: str,
-        outcome: str,
-        caller: str | None,
-        tenant: str | None = None,
-        target: str | None = None,
-        token: str | None = None,
-        session_key: str | None = None,
-        pid: str | None = None,
-    ) -> None: ...
-
-
-class StsCharge(Protocol):
-    """The per-caller budget for STS traffic a caller drives (logins, exchanges, session ends)."""
-
-    def charge(self, caller: str | None) -> None: ...
-
-
-class _NoAudit:
-    def call(self, **_: str | None) -> None:
-        return None
-
-
-class _NoLimit:
-    def charge(self, caller: str | None) -> None:
-        return None
 
 
 @dataclass(slots=True)
@@ -85,7 +50,7 @@ class Call(Generic[Req]):
     rpc: str
     request: Req
     caller: Caller | None
-    limiter: StsCharge
+    limiter: StsTrafficLimiter | None
     event: str | None
     tenant: str | None = None
     target: str | None = None
@@ -104,7 +69,8 @@ class Call(Generic[Req]):
 
     def charge_sts(self) -> None:
         """Spends one unit of the caller's STS budget (RateLimitedError when it is empty)."""
-        self.limiter.charge(self.caller_name)
+        if self.limiter is not None:
+            self.limiter.charge(self.caller_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +125,12 @@ class Guard:
         metrics: Metrics,
         *,
         audit: AuditTrail | None = None,
-        limiter: StsCharge | None = None,
+        limiter: StsTrafficLimiter | None = None,
     ) -> None:
         self._policy = policy
         self._metrics = metrics
-        self._audit: AuditTrail = audit or _NoAudit()
-        self._limiter: StsCharge = limiter or _NoLimit()
+        self._audit = audit  # None: calls are not audited (tests, the benchmark's bare handlers)
+        self._limiter = limiter
 
     def service(
         self, descriptor: ServiceDescriptor, handlers: Mapping[str, Handler]
@@ -192,7 +158,8 @@ class Guard:
             call: Call[Req] | None = None
             deadline: asyncio.Timeout | None = None
             try:
-                call = self._admit(rules, request, context)
+                call = self._authenticate(rules, request, context)
+                self._admit(rules, call)
                 remaining = context.time_remaining()
                 if remaining is None:
                     response = await spec.handler(call)
@@ -204,7 +171,7 @@ class Guard:
                         response = await spec.handler(call)
             except Exception as exc:  # every fault becomes a status; an unknown one INTERNAL
                 expired = deadline is not None and deadline.expired()
-                rich = self._failure(rules, call, context, exc, deadline_expired=expired)
+                rich = self._failure(rules, call, exc, deadline_expired=expired)
             else:
                 self._served(call)
                 rules.calls.ok(time.perf_counter() - started)
@@ -227,7 +194,8 @@ class Guard:
             code = grpc.StatusCode.CANCELLED.name
             call: Call[Req] | None = None
             try:
-                call = self._admit(rules, request, context)
+                call = self._authenticate(rules, request, context)
+                self._admit(rules, call)
                 async for response in spec.handler(call):
                     self._served(call)
                     call.token = None
@@ -235,7 +203,7 @@ class Guard:
                 code = grpc.StatusCode.OK.name
                 return
             except Exception as exc:  # every fault becomes a status; an unknown one INTERNAL
-                rich = self._failure(rules, call, context, exc, deadline_expired=False)
+                rich = self._failure(rules, call, exc, deadline_expired=False)
                 code = rich.code.name
             finally:
                 rules.calls.ended(code, time.perf_counter() - started)
@@ -243,29 +211,32 @@ class Guard:
 
         return guarded
 
-    def _admit(self, rules: _Rules, request: Req | _Undecodable, context: Context) -> Call[Req]:
+    def _authenticate(self, rules: _Rules, request: Req | _Undecodable, context: Context) -> Call[Req]:
+        """The call of an authenticated caller; its fields and grants are not checked yet (`_admit`)."""
         caller = self._policy.caller(context)
+        return Call(rules.rpc, request, caller, self._limiter, rules.event)  # type: ignore[arg-type]
+
+    def _admit(self, rules: _Rules, call: Call[Req]) -> None:
+        """Checks the fields, then the grants on the tenant, targets and sessions the request names."""
+        request = call.request
         if isinstance(request, _Undecodable):
             raise InvalidRequestError("request", f"is not a valid {rules.rpc} request message")
         rules.check_fields(request)
         has_tenant, has_target, has_targets = rules.names
-        tenant: str | None = getattr(request, "tenant") if has_tenant else None  # noqa: B009
         targets: tuple[str, ...] = ()
-        target: str | None = None
+        if has_tenant:
+            call.tenant = getattr(request, "tenant")  # noqa: B009
         if has_target:
-            target = getattr(request, "target")  # noqa: B009
+            call.target = target = getattr(request, "target")  # noqa: B009
             targets = (target,) if target else ()
         elif has_targets:
             targets = tuple(getattr(request, "targets"))  # noqa: B009
-        call = Call(rules.rpc, request, caller, self._limiter, rules.event, tenant, target)
-        grants.check(caller, tenant=tenant, targets=targets, sessions=rules.sessions)
-        return call
+        grants.check(call.caller, tenant=call.tenant, targets=targets, sessions=rules.sessions)
 
     def _failure(
         self,
         rules: _Rules,
         call: Call[Any] | None,
-        context: Context,
         exc: Exception,
         *,
         deadline_expired: bool,
@@ -277,11 +248,11 @@ class Guard:
             reason, rich = exc.reason, status.to_status(exc)
         else:
             reason, rich = Reason.INTERNAL, status.internal_status(exc)
-        self._refused(rules.rpc, call, context, reason)
+        self._refused(rules.rpc, call, reason)
         return rich
 
     def _served(self, call: Call[Any]) -> None:
-        if call.event is None:
+        if call.event is None or self._audit is None:
             return
         self._audit.call(
             rpc=call.rpc,
@@ -295,12 +266,13 @@ class Guard:
             pid=call.pid,
         )
 
-    def _refused(self, rpc: str, call: Call[Any] | None, context: Context, reason: str) -> None:
+    def _refused(self, rpc: str, call: Call[Any] | None, reason: str) -> None:
+        """Counted and audited; `call` is None when the caller was not authenticated."""
         self._metrics.failed(reason)
+        if self._audit is None:
+            return
         if call is None:
-            # Refused before the request was admitted: the caller (if known) is all the event can name.
-            caller = _known_caller(self._policy, context)
-            self._audit.call(rpc=rpc, event="refused", outcome=reason, caller=caller)
+            self._audit.call(rpc=rpc, event="refused", outcome=reason, caller=None)
             return
         self._audit.call(
             rpc=rpc,
@@ -338,11 +310,3 @@ def _deserializer(request_type: type[Message]) -> Callable[[bytes], Any]:
             return _UNDECODABLE
 
     return deserialize
-
-
-def _known_caller(policy: CallerPolicy, context: Context) -> str | None:
-    try:
-        caller = policy.caller(context)
-    except BrokerError:
-        return None
-    return None if caller is None else caller.name

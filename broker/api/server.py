@@ -12,9 +12,11 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from broker.api import fields
 from broker.api.health import HealthServicer
 from broker.api.policy import caller_policy
+from broker.api.ratelimit import StsTrafficLimiter
 from broker.api.reflection import enable_reflection
-from broker.api.rpc import AuditTrail, Guard, StsCharge
+from broker.api.rpc import Guard
 from broker.api.servicer import TokenBrokerServicer, UserServices
+from broker.audit import AuditTrail
 from broker.model import Caller, ServiceAccountIssuer
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
@@ -47,7 +49,7 @@ def create_server(
     tls: ServerTls | None = None,
     service_accounts: ServiceAccountIssuer | None = None,
     audit: AuditTrail | None = None,
-    limiter: StsCharge | None = None,
+    limiter: StsTrafficLimiter | None = None,
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer.
 

@@ -34,7 +34,7 @@ _MAX_REMEMBERED_RESPONSES = 50_000
 
 @dataclass(frozen=True, slots=True)
 class UserServices:
-    """What the user-session RPCs call; absent, they answer FAILED_PRECONDITION."""
+    """What the user-session RPCs call; absent, they answer PERMISSION_DENIED (SESSIONS_DISABLED)."""
 
     login: LoginService
     tokens: SessionTokens

@@ -98,16 +98,13 @@ class SessionTokens:
             raise InvalidRequestError("session_id", "is required")
         key = session_key(session_id)
         cached = self._memory.get((key, target))
-        if cached is not None and allow is not None:
-            allow(cached[2])
+        # An unknown session costs one read and nothing else: no lock, no lease, no write.
+        tenant = cached[2] if cached is not None else (await self._live_session(key)).tenant
+        if allow is not None:
+            allow(tenant)
         if cached is None or self._clock() + min_remaining >= cached[1]:
-            if cached is not None:  # known impossible: refused without a lock, a read or a refresh
-                self._reach.refuse_beyond((cached[2], target), min_remaining)
-            if cached is None:
-                # An unknown session costs one read and nothing else: no lock, no lease, no write.
-                session = await self._live_session(key)
-                if allow is not None:
-                    allow(session.tenant)
+            # Known impossible (from this tenant and target's tokens): refused without a lock or a refresh.
+            self._reach.refuse_beyond((tenant, target), min_remaining)
             # A caller that gives up (its deadline) must not cancel a refresh under way: HelseID may already
             # have rotated the refresh token, and only the finished save keeps the session alive. The work
             # runs as its own task; the caller waits for it through a shield.
