@@ -165,6 +165,7 @@ class Caller:
     tenants: frozenset[str] | None  # None: every tenant
     targets: frozenset[str] | None  # None: every target
     sessions: bool = False  # may start logins and use sessions
+    admin: bool = False  # may use the AdminService
     spiffe_id: str | None = None  # the one URI SAN of its X.509-SVID, "spiffe://trust-domain/path"
     dns_name: str | None = None  # a DNS SAN of its client certificate (exact, lower case)
     service_account: str | None = None  # "<namespace>:<name>" of its projected service-account token

@@ -195,6 +195,7 @@ def _caller(
         tenants=_names(model.tenants, f"{path}.tenants", "tenant", file.tenants, problems),
         targets=_names(model.targets, f"{path}.targets", "target", file.targets, problems),
         sessions=model.sessions,
+        admin=model.admin,
         spiffe_id=model.spiffe_id,
         dns_name=model.dns_name,
         service_account=model.service_account,

@@ -86,6 +86,7 @@ class CallerModel(Section):
     tenants: Names  # ["*"]: every tenant
     targets: Names  # ["*"]: every target
     sessions: bool = False
+    admin: bool = False  # may use the AdminService (tenants, reload, public keys)
     sts_requests_per_s: RequestRate | None = None  # else limits.sts_requests_per_caller_per_s
 
     @model_validator(mode="after")
