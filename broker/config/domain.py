@@ -21,7 +21,6 @@ from broker.config.models import (
     ClientModel,
     ServerModel,
     ServiceAccountTokensModel,
-    StoreModel,
     TargetModel,
     TenantModel,
     ValidatedFile,
@@ -66,7 +65,7 @@ def build_config(file: ValidatedFile, reader: SecretReader, problems: Problems) 
         tenants=tenants,
         server=_server(file.server, reader, has_callers=bool(file.callers), problems=problems),
         callers=callers,
-        store=_store(file.store, reader, problems),
+        store=_store(file, reader, problems),
         cache=_cache(file, problems),
         sts=StsSettings(
             connect_timeout=timedelta(seconds=file.sts.connect_timeout_s),
@@ -279,13 +278,12 @@ def _service_account_issuer(
     )
 
 
-def _store(model: StoreModel, reader: SecretReader, problems: Problems) -> StoreSettings:
+def _store(file: ValidatedFile, reader: SecretReader, problems: Problems) -> StoreSettings:
+    model = file.store
     if model.kind == "memory":
         return StoreSettings()
-    if model.url is None:
-        problems.add("store.url", "missing: the Redis URL")
-    elif urlsplit(model.url).scheme not in {"redis", "rediss", "unix"}:
-        problems.add("store.url", "must be a redis://, rediss:// or unix:// URL")
+    # A url that failed validation was already reported; it is not also missing.
+    url = None if file.is_broken("store.url") else _store_url(model.url, reader, problems)
     key = None
     path = "store.encryption_key"
     ref = model.encryption_key
@@ -293,7 +291,32 @@ def _store(model: StoreModel, reader: SecretReader, problems: Problems) -> Store
         problems.add(path, 'missing: a reference ({ env = "NAME" } or { file = "path" }) to 32 random bytes')
     else:
         key = _resolve(ref, path, material.store_key, reader, problems)
-    return StoreSettings(kind="redis", url=model.url, encryption_key=key)
+    return StoreSettings(kind="redis", url=url, encryption_key=key)
+
+
+def _store_url(value: str | SecretRef | None, reader: SecretReader, problems: Problems) -> str | None:
+    """The Redis URL, written or referenced (a URL with a password lives in a Secret); None with the
+    mistake recorded. Messages never quote it: it may hold the password."""
+    path = "store.url"
+    if value is None:
+        problems.add(path, "missing: the Redis URL")
+        return None
+    # A Secret's file usually ends with a newline that is no part of the URL.
+    url = value if isinstance(value, str) else _resolve(value, path, _stripped, reader, problems)
+    if url is None:
+        return None
+    try:
+        scheme = urlsplit(url).scheme
+    except ValueError:  # a malformed IPv6 host, say
+        scheme = ""
+    if scheme not in {"redis", "rediss", "unix"}:
+        problems.add(path, "must be a redis://, rediss:// or unix:// URL")
+        return None
+    return url
+
+
+def _stripped(text: str, _path: str) -> str:
+    return text.strip()
 
 
 def _cache(file: ValidatedFile, problems: Problems) -> CacheSettings:

@@ -122,7 +122,14 @@ class ServerModel(Section):
 
 class StoreModel(Section):
     kind: Literal["memory", "redis"] = "memory"
-    url: Name | None = None
+    # A reference when the URL holds a password, so it can stay in a Secret and out of the ConfigMap.
+    url: (
+        Annotated[
+            Name | SecretRef,
+            described('must be a URL string or a reference: { env = "NAME" } or { file = "path" }'),
+        ]
+        | None
+    ) = None
     encryption_key: SecretRef | None = None  # base64 of 32 random bytes
 
 

@@ -112,6 +112,47 @@ def test_missing_encryption_key_variable_is_named_without_its_value(tmp_path: Pa
     assert "BROKER_STORE_KEY" in caught.value.message
 
 
+PLAIN_URL = 'url = "redis://127.0.0.1:6379/0"'
+# A URL with its password: what a Secret holds, never the ConfigMap.
+SECRET_URL = "rediss://:a-redis-password@redis.example:6380/0"
+
+
+def test_store_url_from_an_environment_variable_is_resolved(tmp_path: Path) -> None:
+    text = VALID.replace(PLAIN_URL, 'url = { env = "BROKER_REDIS_URL" }')
+    config = load_config(write(tmp_path, text), {**ENV, "BROKER_REDIS_URL": SECRET_URL})
+    assert config.store.url == SECRET_URL
+
+
+def test_store_url_from_a_file_is_resolved_without_its_trailing_newline(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace(PLAIN_URL, 'url = { file = "redis-url" }'))
+    (tmp_path / "redis-url").write_text(SECRET_URL + "\n")
+    assert load_config(path, ENV).store.url == SECRET_URL
+
+
+def test_store_url_variable_missing_is_named_without_a_value(tmp_path: Path) -> None:
+    text = VALID.replace(PLAIN_URL, 'url = { env = "BROKER_REDIS_URL" }')
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, text), ENV)
+    assert caught.value.problems == (("store.url", "environment variable 'BROKER_REDIS_URL' is not set"),)
+
+
+def test_store_url_from_a_secret_with_a_wrong_scheme_is_refused_without_showing_it(tmp_path: Path) -> None:
+    text = VALID.replace(PLAIN_URL, 'url = { env = "BROKER_REDIS_URL" }')
+    url = SECRET_URL.replace("rediss://", "https://")
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, text), {**ENV, "BROKER_REDIS_URL": url})
+    assert caught.value.problems == (("store.url", "must be a redis://, rediss:// or unix:// URL"),)
+    assert "a-redis-password" not in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ['{ value = "redis://127.0.0.1" }', "6379", '""'])
+def test_store_url_neither_a_string_nor_a_reference_is_one_mistake(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, VALID.replace(PLAIN_URL, f"url = {value}")), ENV)
+    message = 'must be a URL string or a reference: { env = "NAME" } or { file = "path" }'
+    assert caught.value.problems == (("store.url", message),)
+
+
 def test_public_key_is_refused_as_a_signing_key(tmp_path: Path) -> None:
     path = write(tmp_path, VALID)
     (tmp_path / "supplier.jwk").write_text(json.dumps(keys.public_jwk(keys.generate_signing_key())))
