@@ -37,3 +37,14 @@ def one(objects: list[Manifest], kind: str) -> Manifest:
 
 def kinds(objects: list[Manifest]) -> list[str]:
     return sorted(o["kind"] for o in objects)
+
+
+def config_map(objects: list[Manifest], name: str = RELEASE) -> Manifest:
+    """A ConfigMap by name: the main configuration's (the release's full name) or `<that>-tenants`."""
+    found = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{len(found)} ConfigMaps named {name}"
+    return found[0]
+
+
+def tenants_config_map(objects: list[Manifest]) -> Manifest:
+    return config_map(objects, f"{RELEASE}-tenants")

@@ -3,25 +3,32 @@ object validated offline against the Kubernetes JSON schemas (kubernetes-validat
 
 from __future__ import annotations
 
+import posixpath
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
+from broker.config.models import TENANTS_DIRECTORY
 from tests.deploy.chart import (
     CHART,
     KUBERNETES_VERSIONS,
     PRODUCTION_VALUES,
     Manifest,
+    config_map,
     kinds,
     one,
     render,
+    tenants_config_map,
 )
 from tests.fixtures.helm import helm
 
 # Custom resources have no schema in the Kubernetes set; the tests check them field by field.
 CUSTOM_KINDS = {"ServiceMonitor"}
+# The production values also take the Redis URL from a Secret (redis.urlSecret), so that variant is
+# validated against the schemas too.
 VALUES = {"default": (), "production": (PRODUCTION_VALUES,)}
 
 
@@ -65,7 +72,15 @@ def _pod(objects: list[Manifest]) -> dict[str, Any]:
 def test_default_render_runs_three_hardened_replicas_with_grpc_probes() -> None:
     objects = render()
     assert kinds(objects) == sorted(
-        ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"]
+        [
+            "ConfigMap",
+            "ConfigMap",
+            "Deployment",
+            "NetworkPolicy",
+            "PodDisruptionBudget",
+            "Service",
+            "ServiceAccount",
+        ]
     )
     deployment = one(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 3
@@ -127,8 +142,14 @@ def test_production_render_has_hpa_servicemonitor_tls_probes_and_a_port_per_work
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(endpoints) == {"metrics", "metrics-1"} <= service_ports
     assert monitor["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
-    config = one(objects, "ConfigMap")["data"]["broker.toml"]
+    config = config_map(objects)["data"]["broker.toml"]
     assert 'client_ca = { file = "../tls/ca.crt" }' in config
+    # redis.urlSecret: the URL (with its password) comes from the Secret; the ConfigMap names the variable.
+    assert tomllib.loads(config)["store"]["url"] == {"env": "BROKER_REDIS_URL"}
+    assert "redis://" not in config
+    assert "rediss://" not in config
+    redis_url = next(env for env in container["env"] if env["name"] == "BROKER_REDIS_URL")
+    assert redis_url["valueFrom"] == {"secretKeyRef": {"name": "helseid-broker-redis", "key": "url"}}
     scale = f"{hpa['minReplicas']}-{hpa['maxReplicas']}"
     print(f"production: HPA {scale} replicas, scrape ports {endpoints}, exec probes with mTLS")
 
@@ -144,3 +165,71 @@ def test_values_file_documents_every_top_level_value() -> None:
     undocumented = [key for i, key in keys if not lines[i - 1].startswith("#")]
     print(f"values.yaml: {len(keys)} top-level values, {len(undocumented)} without a comment above")
     assert not undocumented
+
+
+def _tenants_mount(objects: list[Manifest]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The container's mount of the tenants volume and that volume."""
+    pod = _pod(objects)
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v.get("configMap", {}).get("name", "").endswith("-tenants")]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    return mount, volume
+
+
+@pytest.mark.parametrize("name", sorted(VALUES))
+def test_tenants_are_a_configmap_mounted_whole_as_the_tenants_directory(name: str) -> None:
+    objects = render(*VALUES[name])
+    tenants = tenants_config_map(objects)["data"]
+    assert tenants, "the example tenants are in the tenants ConfigMap"
+    for key, text in tenants.items():
+        assert key.endswith(".toml")
+        assert not key.startswith(".")
+        assert {"client", "targets"} <= set(tomllib.loads(text)), key
+    config = tomllib.loads(config_map(objects)["data"]["broker.toml"])
+    assert "tenants" not in config, "no tenant left in the main configuration"
+    mount, _ = _tenants_mount(objects)
+    # A subPath mount is never updated; only a whole-volume mount follows the ConfigMap (its ..data link).
+    assert "subPath" not in mount
+    assert mount["readOnly"] is True
+    (container,) = _pod(objects)["containers"]
+    config_file = container["args"][container["args"].index("--config") + 1]
+    directory = posixpath.normpath(posixpath.join(posixpath.dirname(config_file), config[TENANTS_DIRECTORY]))
+    print(f"{name}: {sorted(tenants)} mounted at {mount['mountPath']}, tenants_directory {directory}")
+    assert directory == mount["mountPath"]
+
+
+def test_a_change_of_tenants_only_keeps_the_pods_checksum(tmp_path: Path) -> None:
+    checksum = "checksum/config"
+
+    def rendered(values: str) -> tuple[str, dict[str, str]]:
+        path = tmp_path / f"values-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(values)
+        objects = render(path)
+        annotations = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+        return annotations[checksum], tenants_config_map(objects)["data"]
+
+    before, tenants_before = rendered("{}")
+    # The example tenant dropped, another added: Helm merges maps, so null is how a key is removed.
+    after, tenants_after = rendered(
+        "tenants:\n"
+        "  oslo-legevakt: null\n"
+        "  bergen-legevakt: |\n"
+        '    client = "supplier"\n'
+        '    orgnr_parent = "912345678"\n'
+        '    targets = ["sfm"]\n'
+    )
+    assert sorted(tenants_before) == ["oslo-legevakt.toml"]
+    assert sorted(tenants_after) == ["bergen-legevakt.toml"]
+    assert after == before, "a tenants change must not roll the pods: the broker reloads them itself"
+    # The annotation does follow the main configuration: this test would notice if it hashed nothing.
+    changed, _ = rendered("telemetry:\n  logLevel: DEBUG\n")
+    print(f"{checksum}: {before[:12]} before and after a tenants change, {changed[:12]} after a config one")
+    assert changed != before
+
+
+def test_tenant_names_a_configmap_key_cannot_hold_are_refused(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text('tenants:\n  ".hidden": |\n    client = "supplier"\n')
+    with pytest.raises(pytest.fail.Exception) as caught:
+        render(values)
+    assert "tenants..hidden: a tenant's name must be" in str(caught.value)

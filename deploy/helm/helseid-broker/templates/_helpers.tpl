@@ -40,16 +40,29 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if eq (int .index) 0 -}}metrics{{- else -}}{{ printf "metrics-%d" (int .index) }}{{- end -}}
 {{- end -}}
 
-{{/* The broker's configuration: the sections the chart owns, then the user's. */}}
+{{/* Where the tenants ConfigMap is mounted, beside the configuration's folder. */}}
+{{- define "broker.tenantsMountPath" -}}
+/etc/helseid-broker/tenants
+{{- end -}}
+
+{{/* The broker's configuration: the sections the chart owns, then the user's. The pods' checksum
+annotation hashes exactly this, so the tenants (their own ConfigMap) are no part of it. */}}
 {{- define "broker.config" -}}
 # Written by the helseid-broker chart; [server], [store], [telemetry] and [audit] come from its values.
+# A top-level value: it must come before the first table. Relative to this file's folder.
+tenants_directory = "../tenants"
+
 [server]
 listen = "0.0.0.0:{{ .Values.ports.grpc }}"
 workers = {{ int .Values.workers }}
 
 [store]
 kind = "redis"
+{{- if .Values.redis.urlSecret.name }}
+url = { env = "BROKER_REDIS_URL" }
+{{- else }}
 url = {{ .Values.redis.url | quote }}
+{{- end }}
 encryption_key = { env = "BROKER_STORE_KEY" }
 
 [telemetry]
