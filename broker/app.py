@@ -16,11 +16,12 @@ from pathlib import Path
 import httpx
 
 from broker import audit
+from broker.administration import Administration
 from broker.api.ratelimit import StsTrafficLimiter
 from broker.api.server import ServerTls, create_server, mark_serving
 from broker.api.servicer import UserServices
 from broker.config import BrokerConfig, load_config
-from broker.errors import ConfigurationError
+from broker.errors import BrokerError, ConfigurationError
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.endpoints import UserEndpoints
 from broker.idp.sts import StsClient
@@ -32,6 +33,8 @@ from broker.sessions.tokens import SessionTokens
 from broker.store.memory import MemorySessionStore
 from broker.store.redis import RedisTokenStore
 from broker.store.redis_sessions import RedisSessionStore
+from broker.store.tenants import MemoryTenantRecords, RedisTenantRecords, TenantRecords
+from broker.stored_tenants import StoredTenants
 from broker.telemetry import Metrics
 from broker.tokens.budget import RequestBudget
 from broker.tokens.engine import TokenEngine
@@ -56,6 +59,7 @@ class Broker:
     users: UserServices
     session_store: RedisSessionStore | MemorySessionStore
     endpoints: UserEndpoints
+    tenant_records: TenantRecords  # tenants written through the AdminService
 
 
 def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker:
@@ -103,10 +107,12 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
     )
     scheduler = RefreshScheduler(engine)
     session_store: RedisSessionStore | MemorySessionStore = MemorySessionStore()
+    tenant_records: TenantRecords = MemoryTenantRecords()
     if config.store.kind == "redis":
         assert config.store.url is not None
         assert config.store.encryption_key is not None
         session_store = RedisSessionStore.from_url(config.store.url, config.store.encryption_key)
+        tenant_records = RedisTenantRecords.from_url(config.store.url, config.store.encryption_key)
     endpoints = UserEndpoints(sts.http, sts.discovery, clock)
     users = UserServices(
         login=LoginService(engine.routes, endpoints, sts, session_store, clock),
@@ -121,7 +127,7 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
         ),
         exchanger=TokenExchanger(engine.routes, sts, clock, store, policy=policy),
     )
-    return Broker(engine, sts, scheduler, users, session_store, endpoints)
+    return Broker(engine, sts, scheduler, users, session_store, endpoints, tenant_records)
 
 
 async def serve(
@@ -167,6 +173,16 @@ async def _serve_with(
     config_path: Path | None = None,
 ) -> None:
     broker = build_broker(config)
+    stored = StoredTenants(broker.tenant_records)
+    reloader = Reloader(
+        config_path,
+        config,
+        broker.engine,
+        broker.scheduler,
+        metrics=broker.engine.metrics,
+        sources=[stored],
+    )
+    await _load_stored_tenants(stored, reloader)
     server, port, health = create_server(
         broker.engine,
         listen or config.server.listen,
@@ -179,18 +195,16 @@ async def _serve_with(
         audit=trail,
         service_accounts=config.server.service_account_tokens,
         limiter=StsTrafficLimiter.from_config(config),
+        administration=Administration(reloader, stored, workers=config.server.workers),
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()
     broker.scheduler.start_warm(warm, config.cache.refresh_budget_per_s)
-    scheduling = asyncio.get_running_loop().create_task(broker.scheduler.run())
-    background = [scheduling]
+    loop = asyncio.get_running_loop()
+    background = [loop.create_task(broker.scheduler.run()), loop.create_task(stored.run(reloader))]
     if config_path is not None:
-        reloader = Reloader(
-            config_path, config, broker.engine, broker.scheduler, metrics=broker.engine.metrics
-        )
         reloader.listen_for_sighup()
-        background.append(asyncio.get_running_loop().create_task(reloader.run()))
+        background.append(loop.create_task(reloader.run()))
     try:
         await server.start()
         await mark_serving(health)
@@ -206,8 +220,21 @@ async def _serve_with(
                 await task
         await broker.engine.close()
         await broker.session_store.close()
+        await broker.tenant_records.close()
         await broker.endpoints.close()  # an in-flight JWKS fetch others shared
         await broker.sts.close()
+
+
+async def _load_stored_tenants(stored: StoredTenants, reloader: Reloader) -> None:
+    """Serves the stored tenants from the start; with the store away, the files' tenants are served and
+    the stored ones follow as soon as it answers (`StoredTenants.run` retries)."""
+    try:
+        await stored.load()
+    except BrokerError as exc:
+        _log.warning("stored tenants could not be read at start (%s); retrying in the background", exc.reason)
+        return
+    if stored.names():
+        await reloader.reload("the shared store's tenants at start", reread_files=False)
 
 
 def _open_audit(config: BrokerConfig) -> audit.AuditTrail:

@@ -47,6 +47,8 @@ class Reason(enum.StrEnum):
     LOGIN_REQUIRED = "LOGIN_REQUIRED"
     LIFETIME_UNAVAILABLE = "LIFETIME_UNAVAILABLE"
     RATE_LIMITED = "RATE_LIMITED"
+    TENANT_MANAGED_BY_FILES = "TENANT_MANAGED_BY_FILES"
+    TOO_MANY_TENANTS = "TOO_MANY_TENANTS"
     INVALID_CONFIGURATION = "INVALID_CONFIGURATION"
     PROTOCOL_VIOLATION = "PROTOCOL_VIOLATION"
     STS_REJECTED = "STS_REJECTED"
@@ -71,12 +73,22 @@ class BrokerError(Exception):
 
 
 class InvalidRequestError(BrokerError):
-    """A request field is missing or malformed; `field` names it."""
+    """A request field is missing or malformed; `field` names it (the first, when `violations` lists more:
+    every `(field, message)` found, so a caller fixes a whole request at once)."""
 
     reason = Reason.INVALID_ARGUMENT
 
-    def __init__(self, field: str, message: str, *, reason: Reason | None = None) -> None:
-        super().__init__(f"{field}: {message}", reason=reason, field=field)
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        *,
+        reason: Reason | None = None,
+        violations: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        self.violations: tuple[tuple[str, str], ...] = tuple(violations) or ((field, message),)
+        text = "; ".join(f"{path}: {description}" for path, description in self.violations)
+        super().__init__(text, reason=reason, field=field)
         self.field = field
         self.description = message
 

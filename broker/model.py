@@ -181,3 +181,16 @@ class ServiceAccountIssuer:
     # An unknown `kid` fetches the keys again at most once per this interval, never once per call.
     refetch_interval: timedelta = timedelta(seconds=30)
     leeway: timedelta = timedelta(seconds=10)  # on exp and nbf
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What one reload of the configuration changed on a replica."""
+
+    added_tenants: tuple[str, ...]
+    removed_tenants: tuple[str, ...]
+    routes_added: int
+    routes_removed: int
+    tokens_dropped: int
+    warming: int
+    needs_restart: tuple[str, ...]  # settings that changed but take effect only after a restart

@@ -9,8 +9,11 @@ limits, telemetry, audit) keeps the running value and logs that it needs a resta
 configuration keeps the running one: the error is logged with the field paths (never a value) and counted
 in `broker.config.reloads{outcome="invalid"}`.
 
-Tenants may later come from more places than the files (the shared store): each is a named `TenantSource`
-merged into every configuration read, and a tenant named by two places is refused, naming both.
+Tenants also come from other places than the files (the shared store, written through the AdminService):
+each is a named `TenantSource` merged into every configuration read. The files win: a tenant named by both is
+the files' (the other place's is shadowed, and a warning names it), because the files are the reviewed,
+declared state, and an API write must never silently override them. A change in a source re-merges the
+files as last read (`reread_files=False`), without touching the disk.
 """
 
 from __future__ import annotations
@@ -21,14 +24,14 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Protocol
 
 from broker.config import BrokerConfig, load_config
 from broker.config.directory import tenant_file_paths
 from broker.errors import ConfigurationError
-from broker.model import Tenant
+from broker.model import ReloadOutcome, Tenant
 from broker.telemetry import Metrics
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
@@ -50,19 +53,6 @@ class TenantSource(Protocol):
     def tenants(self, config: BrokerConfig) -> Mapping[str, Tenant]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What one reload changed."""
-
-    added_tenants: tuple[str, ...]
-    removed_tenants: tuple[str, ...]
-    routes_added: int
-    routes_removed: int
-    tokens_dropped: int
-    warming: int
-    needs_restart: tuple[str, ...]
-
-
 def fingerprint(main: Path, directory: Path | None) -> Fingerprint:
     """What tells a change on disk: name, inode, size and mtime of the main file and each tenant file
     (symlinks followed, so a ConfigMap's `..data` swap shows as new inodes)."""
@@ -79,14 +69,26 @@ def _stat(path: Path) -> tuple[str, int, int, int] | None:
 
 
 def with_sources(config: BrokerConfig, sources: Sequence[TenantSource]) -> BrokerConfig:
-    """`config` with each source's tenants added; a name already taken is a mistake naming both places."""
+    """`config` (from the files) with each source's tenants added; a name already taken keeps the first
+    place's tenant (the files', then the sources' in order) and the later one is logged as shadowed. A
+    source's invalid tenant raises ConfigurationError (its paths name the source)."""
     tenants = dict(config.tenants)
     origin = dict.fromkeys(tenants, "the configuration files")
     problems: list[tuple[str, str]] = []
     for source in sources:
-        for name, tenant in source.tenants(config).items():
+        try:
+            found = source.tenants(config)
+        except ConfigurationError as exc:
+            problems.extend(exc.problems)
+            continue
+        for name, tenant in found.items():
             if name in tenants:
-                problems.append((f"tenants.{name}", f"in {origin[name]} and in {source.name}: keep one"))
+                _log.warning(
+                    "tenant %r is defined in %s and in %s: the first is served, delete the other",
+                    name,
+                    origin[name],
+                    source.name,
+                )
                 continue
             tenants[name] = tenant
             origin[name] = source.name
@@ -109,7 +111,7 @@ class Reloader:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | None,
         config: BrokerConfig,
         engine: TokenEngine,
         scheduler: RefreshScheduler,
@@ -119,8 +121,10 @@ class Reloader:
         sources: Sequence[TenantSource] = (),
         poll_interval_s: float = POLL_INTERVAL_S,
     ) -> None:
-        self.path = path
+        self.path = path  # None: the embedded defaults, no files to read again
         self.config = config
+        # The configuration as the files last gave it, before the sources' tenants were merged in.
+        self._from_files = config
         self._engine = engine
         self._scheduler = scheduler
         self._metrics = metrics
@@ -138,8 +142,15 @@ class Reloader:
         with contextlib.suppress(NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.ask)
 
+    @property
+    def file_tenants(self) -> frozenset[str]:
+        """The tenants the files define (which the AdminService may not change)."""
+        return frozenset(self._from_files.tenants)
+
     async def run(self) -> None:
         """Reloads when asked or when the files change, until cancelled."""
+        if self.path is None:
+            return
         last = await asyncio.to_thread(fingerprint, self.path, self.config.tenants_directory)
         while True:
             with contextlib.suppress(TimeoutError):
@@ -152,11 +163,21 @@ class Reloader:
                 last = now
                 await self.reload("SIGHUP" if asked else "a change on disk")
 
-    async def reload(self, trigger: str) -> Applied | None:
+    async def reload(self, trigger: str, *, reread_files: bool = True) -> ReloadOutcome | None:
         """Reads, validates and applies the configuration; None when it was invalid (the old one stays)."""
+        try:
+            return await self.reload_or_raise(trigger, reread_files=reread_files)
+        except ConfigurationError:
+            return None
+
+    async def reload_or_raise(self, trigger: str, *, reread_files: bool = True) -> ReloadOutcome:
+        """As `reload`, but an invalid configuration raises its ConfigurationError (also logged and
+        counted), for the AdminService to answer with."""
         async with self._lock:
             try:
-                read = await asyncio.to_thread(self._read, self.path)
+                read = self._from_files
+                if reread_files and self.path is not None:
+                    read = await asyncio.to_thread(self._read, self.path)
                 new = with_sources(read, self._sources)
             except ConfigurationError as exc:
                 self._metrics.config_reload("invalid")
@@ -167,8 +188,9 @@ class Reloader:
                     len(exc.problems),
                     mistakes,
                 )
-                return None
+                raise
             applied = self.apply(new)
+            self._from_files = read
         self._metrics.config_reload("applied")
         _log.info(
             "configuration reloaded (%s): %d tenants (added %s, removed %s), %d routes added, %d removed, "
@@ -189,7 +211,7 @@ class Reloader:
             )
         return applied
 
-    def apply(self, new: BrokerConfig) -> Applied:
+    def apply(self, new: BrokerConfig) -> ReloadOutcome:
         """Swaps in the reloadable part of `new` (synchronously: no call sees half of it)."""
         running = self.config
         routes = self._engine.routes
@@ -200,7 +222,7 @@ class Reloader:
         self._scheduler.rewarm(warm_before, warm_after, running.cache.refresh_budget_per_s)
         warm_keys = {route.cache_key for route in warm_before}
         self.config = replace(running, **{name: getattr(new, name) for name in RELOADABLE})
-        return Applied(
+        return ReloadOutcome(
             added_tenants=tuple(sorted(set(new.tenants) - set(running.tenants))),
             removed_tenants=tuple(sorted(set(running.tenants) - set(new.tenants))),
             routes_added=len(changes.added),

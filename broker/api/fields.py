@@ -1,9 +1,10 @@
 """The size and shape of every request field, checked first: before a handler runs, before anything parses it.
 
 The rules are keyed by field name, so the same field has the same limit in every RPC, and a validator is
-compiled per request type from its proto descriptor: a string or duration field without a rule here stops
-the broker at start (a new field cannot go unchecked), and `(google.api.field_behavior) = REQUIRED` in the
-proto is what makes a field required. Errors name the field and never echo its value.
+compiled per request type from its proto descriptor: a string, integer or duration field without a rule here
+stops the broker at start (a new field cannot go unchecked), a nested message is checked field by field with
+the same rules, and `(google.api.field_behavior) = REQUIRED` in the proto is what makes a field required.
+Errors name the field by its path (`settings.client`) and never echo its value.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ _NQCHAR = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 9449 §8 nonce charact
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _METHOD = re.compile(r"[A-Za-z]+")
 _TEXT = re.compile(r"[^\x00-\x1f\x7f]+")  # any printable text, for a login hint
+_ORGNR = re.compile(r"[0-9]{9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,10 @@ NAME_SHAPE = "1 to 64 letters, digits, '.', '_' or '-', starting with a letter o
 RULES: dict[str, Rule] = {
     "tenant": Rule(64, _NAME, NAME_SHAPE),
     "target": Rule(64, _NAME, NAME_SHAPE),
-    "targets": Rule(64, _NAME, NAME_SHAPE, max_items=16),
+    "targets": Rule(64, _NAME, NAME_SHAPE, max_items=32),
+    "warm": Rule(64, _NAME, NAME_SHAPE, max_items=32),
+    "client": Rule(64, _NAME, NAME_SHAPE),
+    "page_token": Rule(64, _NAME, "the next_page_token of the previous page"),
     "http_method": Rule(16, _METHOD, "an HTTP method such as GET or POST"),
     "url": Rule(MAX_URL_LENGTH, _VISIBLE, "an absolute https URL of printable ASCII"),
     "dpop_nonce": Rule(512, _NQCHAR, "the resource server's DPoP-Nonce value"),
@@ -55,15 +60,21 @@ RULES: dict[str, Rule] = {
     "issuer": Rule(2048, _VISIBLE, "the iss of the login callback"),
     "redirect_uri": Rule(MAX_URL_LENGTH, _VISIBLE, "one of the client's redirect_uris"),
     "login_hint": Rule(256, _TEXT, "printable text"),
+    "orgnr_parent": Rule(9, _ORGNR, "an organisation number of 9 digits"),
+    "orgnr_child": Rule(9, _ORGNR, "an organisation number of 9 digits"),
+    "sfm_journal_id": Rule(64, _VISIBLE, "SFM's journal id of the tenant"),
 }
 DURATIONS: dict[str, timedelta] = {"min_remaining_lifetime": MAX_MIN_REMAINING}
+# Integer fields: the inclusive range each may take.
+INTEGERS: dict[str, tuple[int, int]] = {"page_size": (0, 1000)}
+_INTEGER_TYPES = frozenset({FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64})
 
 Check = Callable[[Any], None]
 
 
-def validator(descriptor: Descriptor) -> Check:
+def validator(descriptor: Descriptor, prefix: str = "") -> Check:
     """Compiles the checks of one request type; raises LookupError for a field without a rule."""
-    checks = [_field_check(field) for field in descriptor.fields]
+    checks = [_field_check(field, prefix) for field in descriptor.fields]
 
     def check(request: Any) -> None:
         for field_check in checks:
@@ -72,40 +83,66 @@ def validator(descriptor: Descriptor) -> Check:
     return check
 
 
-def _field_check(field: FieldDescriptor) -> Check:
+def _field_check(field: FieldDescriptor, prefix: str) -> Check:
     required = field_behavior_pb2.REQUIRED in field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
     name = field.name
+    path = f"{prefix}{name}"
     if field.message_type is not None and field.message_type.full_name == "google.protobuf.Duration":
-        return _duration_check(name, DURATIONS[name])
+        return _duration_check(name, path, DURATIONS[name])
+    if field.message_type is not None and not field.is_repeated:
+        return _message_check(name, path, validator(field.message_type, f"{path}."), required)
+    if field.type in _INTEGER_TYPES and not field.is_repeated:
+        low, high = INTEGERS[name]
+        return _integer_check(name, path, low, high)
     if field.type != FieldDescriptor.TYPE_STRING:
         raise LookupError(f"no input rule for {field.full_name}")
     rule = RULES[name]
     if field.is_repeated:
-        return _repeated_check(name, rule, required)
-    return _string_check(name, rule, required)
+        return _repeated_check(name, path, rule, required)
+    return _string_check(name, path, rule, required)
 
 
-def _string_check(name: str, rule: Rule, required: bool) -> Check:
+def _string_check(name: str, path: str, rule: Rule, required: bool) -> Check:
     def check(request: Any) -> None:
         value: str = getattr(request, name)
         if not value:
             if required:
-                raise InvalidRequestError(name, "is required")
+                raise InvalidRequestError(path, "is required")
             return
-        _check_value(name, value, rule)
+        _check_value(path, value, rule)
 
     return check
 
 
-def _repeated_check(name: str, rule: Rule, required: bool) -> Check:
+def _repeated_check(name: str, path: str, rule: Rule, required: bool) -> Check:
     def check(request: Any) -> None:
         values = getattr(request, name)
         if required and not values:
-            raise InvalidRequestError(name, "name at least one")
+            raise InvalidRequestError(path, "name at least one")
         if len(values) > rule.max_items:
-            raise InvalidRequestError(name, f"at most {rule.max_items} values")
+            raise InvalidRequestError(path, f"at most {rule.max_items} values")
         for index, value in enumerate(values):
-            _check_value(f"{name}[{index}]", value, rule)
+            _check_value(f"{path}[{index}]", value, rule)
+
+    return check
+
+
+def _message_check(name: str, path: str, check_inner: Check, required: bool) -> Check:
+    def check(request: Any) -> None:
+        if not request.HasField(name):
+            if required:
+                raise InvalidRequestError(path, "is required")
+            return
+        check_inner(getattr(request, name))
+
+    return check
+
+
+def _integer_check(name: str, path: str, low: int, high: int) -> Check:
+    def check(request: Any) -> None:
+        value: int = getattr(request, name)
+        if not low <= value <= high:
+            raise InvalidRequestError(path, f"must be from {low} to {high}")
 
     return check
 
@@ -118,16 +155,16 @@ def _check_value(name: str, value: str, rule: Rule) -> None:
         raise InvalidRequestError(name, f"must be {rule.shape}")
 
 
-def _duration_check(name: str, limit: timedelta) -> Check:
+def _duration_check(name: str, path: str, limit: timedelta) -> Check:
     limit_s = int(limit.total_seconds())
 
     def check(request: Any) -> None:
         duration = getattr(request, name)
         seconds, nanos = duration.seconds, duration.nanos
         if seconds < 0 or nanos < 0:
-            raise InvalidRequestError(name, "must not be negative")
+            raise InvalidRequestError(path, "must not be negative")
         if nanos > 999_999_999 or seconds > limit_s or (seconds == limit_s and nanos):
-            raise InvalidRequestError(name, f"must be at most {limit_s} seconds")
+            raise InvalidRequestError(path, f"must be at most {limit_s} seconds")
 
     return check
 

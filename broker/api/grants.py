@@ -1,4 +1,5 @@
-"""What an authenticated caller may touch: its tenants, its targets, and user sessions (default deny).
+"""What an authenticated caller may touch: its tenants, its targets, user sessions and the AdminService
+(default deny).
 
 A caller that is not granted a tenant gets the same answer whether the tenant exists or not, so the
 refusal tells it nothing about other tenants.
@@ -18,10 +19,13 @@ def check(
     tenant: str | None = None,
     targets: Iterable[str] = (),
     sessions: bool = False,
+    admin: bool = False,
 ) -> None:
     """Raises PermissionDeniedError (CALLER_NOT_ALLOWED) for the first thing the caller may not use."""
     if caller is None:  # the broker has no callers: loopback only, everything allowed
         return
+    if admin and not caller.admin:
+        raise _denied(caller, "the AdminService")
     if sessions and not caller.sessions:
         raise _denied(caller, "user sessions")
     if tenant is not None and caller.tenants is not None and tenant not in caller.tenants:

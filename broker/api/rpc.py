@@ -8,8 +8,8 @@ start. In order, for each call:
    `MAX_REQUEST_BYTES`);
 2. the caller is authenticated (`CallerPolicy`);
 3. every field is checked against its size and shape (`fields.py`), before anything parses it;
-4. the caller's grants are checked against the tenant, targets and sessions the request names (what a
-   session or pending login turns out to touch is checked by the handler through `Call.allow`);
+4. the caller's grants are checked against the tenant, targets, sessions and service (admin) the request
+   names (what a session or pending login turns out to touch is checked by the handler through `Call.allow`);
 5. the handler runs, bounded by the caller's deadline;
 6. a `BrokerError` becomes its status (`status.py`); anything else is INTERNAL with an incident id that is
    also in the log, never the exception's text;
@@ -78,6 +78,7 @@ class Unary(Generic[Req, Resp]):
     handler: Callable[[Call[Req]], Awaitable[Resp]]
     event: str | None  # the audit event of a success; None: not audited (GetBrokerInfo)
     sessions: bool = False
+    admin: bool = False  # the AdminService: callers granted `admin = true` only
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ class Stream(Generic[Req, Resp]):
     handler: Callable[[Call[Req]], AsyncIterator[Resp]]
     event: str | None
     sessions: bool = False
+    admin: bool = False
 
 
 Handler = Unary[Any, Any] | Stream[Any, Any]
@@ -98,6 +100,7 @@ class _Rules:
     calls: MethodCalls  # A66's grpc.server.call.* of this method ("broker.v1.TokenBrokerService/GetToken")
     event: str | None
     sessions: bool
+    admin: bool
     check_fields: fields.Check
     # Whether the request has a `tenant`, a `target` and a `targets` field: what grants it names.
     names: tuple[bool, bool, bool]
@@ -108,7 +111,7 @@ class _Rules:
         names = ("tenant" in fields_by_name, "target" in fields_by_name, "targets" in fields_by_name)
         calls = metrics.rpc_method(f"{method.containing_service.full_name}/{method.name}")
         check_fields = fields.validator(method.input_type)
-        return cls(method.name, calls, spec.event, spec.sessions, check_fields, names)
+        return cls(method.name, calls, spec.event, spec.sessions, spec.admin, check_fields, names)
 
 
 class _Undecodable:
@@ -231,7 +234,9 @@ class Guard:
             targets = (target,) if target else ()
         elif has_targets:
             targets = tuple(getattr(request, "targets"))  # noqa: B009
-        grants.check(call.caller, tenant=call.tenant, targets=targets, sessions=rules.sessions)
+        grants.check(
+            call.caller, tenant=call.tenant, targets=targets, sessions=rules.sessions, admin=rules.admin
+        )
 
     def _failure(
         self,

@@ -1,4 +1,5 @@
-"""Builds the gRPC server: the broker service, standard health checking and server reflection."""
+"""Builds the gRPC server: the broker service, the admin service, standard health checking and server
+reflection."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from broker.api import fields
+from broker.api.admin import Administration, AdminServicer
 from broker.api.health import HealthServicer
 from broker.api.policy import caller_policy
 from broker.api.ratelimit import StsTrafficLimiter
@@ -20,6 +22,7 @@ from broker.audit import AuditTrail
 from broker.model import Caller, ServiceAccountIssuer
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
+from broker.v1 import admin_service_pb2 as admin_pb
 from broker.v1 import token_broker_service_pb2 as pb
 
 
@@ -34,6 +37,7 @@ class ServerTls:
 
 SERVICE = pb.DESCRIPTOR.services_by_name["TokenBrokerService"]
 SERVICE_NAME = SERVICE.full_name
+ADMIN_SERVICE = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 
 
@@ -50,11 +54,13 @@ def create_server(
     service_accounts: ServiceAccountIssuer | None = None,
     audit: AuditTrail | None = None,
     limiter: StsTrafficLimiter | None = None,
+    administration: Administration | None = None,
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer.
 
-    Every RPC of the broker's service passes `rpc.Guard`; health checking and reflection are open, like
-    the probes and tools that use them expect (they reveal no tenant, token or caller).
+    Every RPC of the broker's service and of the admin service (served with an `administration`) passes
+    `rpc.Guard`; health checking and reflection are open, like the probes and tools that use them expect
+    (they reveal no tenant, token or caller).
     """
     options = [
         ("grpc.so_reuseport", 1 if reuse_port else 0),
@@ -69,13 +75,16 @@ def create_server(
     interceptors += key_fetch
     server = grpc.aio.server(options=options, interceptors=interceptors)
     guard = Guard(policy, engine.metrics, audit=audit, limiter=limiter)
-    server.add_generic_rpc_handlers(
-        (guard.service(SERVICE, TokenBrokerServicer(engine, scheduler, users).handlers()),)
-    )
+    services = [guard.service(SERVICE, TokenBrokerServicer(engine, scheduler, users).handlers())]
+    names = [SERVICE_NAME, HEALTH_SERVICE_NAME]
+    if administration is not None:
+        services.append(guard.service(ADMIN_SERVICE, AdminServicer(administration).handlers()))
+        names.append(ADMIN_SERVICE.full_name)
+    server.add_generic_rpc_handlers(tuple(services))
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # Reflection lists every service the server has (v1 and v1alpha, for old and new tools).
-    enable_reflection(server, (SERVICE_NAME, HEALTH_SERVICE_NAME))
+    enable_reflection(server, tuple(names))
     if tls is None:
         port = server.add_insecure_port(listen)
     else:

@@ -1,7 +1,8 @@
 """The one place where broker errors become gRPC statuses (AIP-193).
 
 Every status carries an `ErrorInfo` (domain `broker.helseid`, a stable UPPER_SNAKE reason, lowerCamel
-metadata with every value the message names); INVALID_ARGUMENT adds a `BadRequest`, UNAVAILABLE a `RetryInfo`.
+metadata with every value the message names); INVALID_ARGUMENT adds a `BadRequest` (every bad field), an
+invalid configuration a `PreconditionFailure` (every mistake), UNAVAILABLE a `RetryInfo`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from grpc_status import rpc_status
 
 from broker.errors import (
     BrokerError,
+    ConfigurationError,
     IdpUnavailableError,
     InvalidRequestError,
     RateLimitedError,
@@ -50,6 +52,8 @@ REASON_CODES: dict[Reason, grpc.StatusCode] = {
     Reason.SESSIONS_DISABLED: _C.PERMISSION_DENIED,
     Reason.LOGIN_NOT_CONFIGURED: _C.PERMISSION_DENIED,
     Reason.RATE_LIMITED: _C.RESOURCE_EXHAUSTED,
+    Reason.TOO_MANY_TENANTS: _C.RESOURCE_EXHAUSTED,
+    Reason.TENANT_MANAGED_BY_FILES: _C.FAILED_PRECONDITION,
     # The caller asked for something valid; the broker's registration, configuration or its STS is wrong.
     Reason.STS_REJECTED: _C.FAILED_PRECONDITION,
     Reason.INVALID_CONFIGURATION: _C.FAILED_PRECONDITION,
@@ -65,6 +69,7 @@ REASON_CODES: dict[Reason, grpc.StatusCode] = {
 # 1 KB however large the caller's input was.
 MAX_MESSAGE = 300
 MAX_METADATA_VALUE = 120
+MAX_VIOLATIONS = 20  # a BadRequest names at most this many fields
 
 
 def status_code(error: BrokerError) -> grpc.StatusCode:
@@ -76,10 +81,23 @@ def to_status(error: BrokerError) -> grpc.Status:
     metadata = {key: _cut(value, MAX_METADATA_VALUE) for key, value in error.metadata.items()}
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=metadata))]
     if isinstance(error, InvalidRequestError):
-        violation = error_details_pb2.BadRequest.FieldViolation(
-            field=_cut(error.field, MAX_METADATA_VALUE), description=_cut(error.description, MAX_MESSAGE)
-        )
-        details.append(_pack(error_details_pb2.BadRequest(field_violations=[violation])))
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=_cut(path, MAX_METADATA_VALUE), description=_cut(description, MAX_MESSAGE)
+            )
+            for path, description in error.violations[:MAX_VIOLATIONS]
+        ]
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=violations)))
+    if isinstance(error, ConfigurationError):  # a refused reload: every mistake, by its path in the files
+        failures = [
+            error_details_pb2.PreconditionFailure.Violation(
+                type="CONFIGURATION",
+                subject=_cut(path, MAX_METADATA_VALUE),
+                description=_cut(text, MAX_MESSAGE),
+            )
+            for path, text in error.problems[:MAX_VIOLATIONS]
+        ]
+        details.append(_pack(error_details_pb2.PreconditionFailure(violations=failures)))
     if isinstance(error, IdpUnavailableError | RateLimitedError):
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after))))
     status = status_pb2.Status(code=code.value[0], message=_cut(error.message, MAX_MESSAGE), details=details)

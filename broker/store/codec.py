@@ -51,6 +51,13 @@ class SealedCodec:
         data = self._open(record_key, blob)
         return None if data is None else _safely(_pending_from_dict, data)
 
+    def seal_table(self, record_key: str, table: dict[str, object]) -> bytes:
+        """A plain table (a tenant's settings): sealed so that only a holder of the key can write one."""
+        return self._seal(record_key, table)
+
+    def open_table(self, record_key: str, blob: bytes) -> dict[str, object] | None:
+        return self._open(record_key, blob)
+
     def _seal(self, associated: str, data: dict[str, object]) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
         plain = json.dumps(data, separators=(",", ":")).encode()

@@ -16,12 +16,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2 as reflection
 
 from broker.api.health import HealthServicer
-from broker.api.server import HEALTH_SERVICE_NAME, SERVICE, SERVICE_NAME
+from broker.api.server import ADMIN_SERVICE, HEALTH_SERVICE_NAME, SERVICE, SERVICE_NAME
 from tests.fixtures.broker_server import broker_config, running_broker, sfm_clients
 
 V1 = "grpc.reflection.v1.ServerReflection"
 V1ALPHA = "grpc.reflection.v1alpha.ServerReflection"
-EVERY_SERVICE = {SERVICE_NAME, HEALTH_SERVICE_NAME, V1, V1ALPHA}
+EVERY_SERVICE = {SERVICE_NAME, ADMIN_SERVICE.full_name, HEALTH_SERVICE_NAME, V1, V1ALPHA}
 
 
 @pytest.fixture
@@ -75,6 +75,8 @@ async def test_reflection_v1_and_v1alpha_list_and_describe_every_service(address
     for _, pool in described.values():
         broker = pool.FindServiceByName(SERVICE_NAME)
         assert {method.name for method in broker.methods} == set(SERVICE.methods_by_name)
+        admin = pool.FindServiceByName(ADMIN_SERVICE.full_name)
+        assert {method.name for method in admin.methods} == set(ADMIN_SERVICE.methods_by_name)
         assert {method.name for method in pool.FindServiceByName(HEALTH_SERVICE_NAME).methods} >= {
             "Check",
             "Watch",

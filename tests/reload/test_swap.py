@@ -216,8 +216,8 @@ class StoredTenants:
         return {name: parse_tenant(name, table, config) for name, table in self.tables.items()}
 
 
-async def test_tenants_of_another_source_are_merged_and_a_name_in_two_places_is_refused(
-    tmp_path: Path,
+async def test_tenants_of_another_source_are_merged_and_the_files_win_a_name_in_both(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path, reloader, engine, scheduler, metrics = setup(tmp_path)
     stored = StoredTenants(
@@ -236,11 +236,18 @@ async def test_tenants_of_another_source_are_merged_and_a_name_in_two_places_is_
     assert await with_store.reload("test") is not None
     assert engine.routes.resolve("tromso", "sfm").tenant.orgnr_parent == "956789012"
 
-    stored.tables["bergen"] = {"client": "supplier", "orgnr_parent": "923456789", "targets": ["sfm"]}
+    # bergen is in the files: the store's bergen is shadowed (and a warning names both places).
+    stored.tables["bergen"] = {"client": "supplier", "orgnr_parent": "967890123", "targets": ["sfm"]}
+    assert await with_store.reload("test") is not None
+    assert engine.routes.resolve("bergen", "sfm").tenant.orgnr_parent == "923456789"
+    assert "tenant 'bergen' is defined in the configuration files and in the store" in caplog.text
+    assert with_store.file_tenants == frozenset(load_config(path, ENV).tenants)
+    assert metrics.outcomes == ["applied", "applied"]
+
+    # An invalid stored tenant refuses the reload, naming it; the running tenants stay.
+    stored.tables["tromso"] = {"client": "nobody", "orgnr_parent": "956789012", "targets": ["sfm"]}
     assert await with_store.reload("test") is None
-    assert metrics.outcomes == ["applied", "invalid"]
+    assert engine.routes.resolve("tromso", "sfm").tenant.client == "supplier"
     with pytest.raises(ConfigurationError) as caught:
         with_sources(load_config(path, ENV), [stored])
-    assert caught.value.problems == (
-        ("tenants.bergen", "in the configuration files and in the store: keep one"),
-    )
+    assert caught.value.problems == (("tenants.tromso.client", "no client named 'nobody' in [clients]"),)
