@@ -194,7 +194,8 @@ ENTRIES: dict[str, type[Section]] = {
     "tenants": TenantModel,
     "callers": CallerModel,
 }
-REQUIRED = ("clients", "targets", "tenants")
+# No [tenants] is fine: they may all come from the tenants directory or the AdminService.
+REQUIRED = ("clients", "targets")
 # A top-level value, not a section: the folder of one-file-per-tenant (`directory.py`), read by the loader.
 TENANTS_DIRECTORY = "tenants_directory"
 

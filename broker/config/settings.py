@@ -28,7 +28,7 @@ class ServerSettings:
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     kind: str = "memory"
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # may hold the Redis password
     # AES-256-GCM key for values at rest in Redis; required with kind = "redis".
     encryption_key: bytes | None = field(default=None, repr=False)
 
