@@ -1,10 +1,14 @@
 """Tenants change while three replicas (real processes) run on one real Redis in front of the dev authority.
 
-Every replica mounts the same tenants directory (as each pod mounts the ConfigMap) and reloads itself. Under
-load on a tenant of the main file: a tenant file added is served by every replica within about two seconds,
-a changed one is reloaded, a broken one leaves every tenant serving (0 failed calls; the error logged with
-its file and field; `broker.config.reloads{outcome="invalid"}` counts it), and a deleted one answers
-TENANT_NOT_FOUND; SIGHUP reloads too. The test prints the seconds each step took and what the callers counted.
+Under load on a tenant of the main file:
+- through the AdminService of one replica, a tenant added is served by all three within a second, a change
+  and a deletion reach all three as fast, and a file that later takes a stored tenant's name wins;
+- every replica mounts the same tenants directory (as each pod mounts the ConfigMap) and reloads itself: a
+  tenant file added is served by every replica within about two seconds, a changed one is reloaded, a broken
+  one leaves every tenant serving (0 failed calls; the error logged with its file and field;
+  `broker.config.reloads{outcome="invalid"}` counts it), and a deleted one answers TENANT_NOT_FOUND; SIGHUP
+  reloads too.
+The test prints the seconds each step took and what the callers counted.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker.protocol import keys
+from broker.v1 import admin_service_pb2 as admin
+from broker.v1 import admin_service_pb2_grpc as admin_grpc
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 from tests.fixtures.cluster import Replica, start_replica, wait_serving, write_cluster_config
@@ -35,6 +41,8 @@ from tests.integration.test_client_credentials import error_info
 REPLICAS = 3
 # The poll is every second; a token fetch and the call come on top.
 SERVED_WITHIN_S = 2.5
+# A tenant written through the AdminService reaches the other replicas by pub/sub.
+API_SERVED_WITHIN_S = 1.0
 
 # A second target for the same API (another URL prefix): a tenant file can move between the two.
 EXTRA_TARGET = """
@@ -121,9 +129,12 @@ async def call(address: str, tenant: str, target: str) -> str:
     return "OK"
 
 
-async def seconds_until_all(running: Running, tenant: str, target: str, expected: str) -> list[float]:
-    """For each replica, the seconds until (tenant, target) answers `expected`, looked at every 50 ms."""
-    began = time.monotonic()
+async def seconds_until_all(
+    running: Running, tenant: str, target: str, expected: str, *, began: float | None = None
+) -> list[float]:
+    """For each replica, the seconds until (tenant, target) answers `expected` (from `began`, by default
+    now), looked at every 50 ms."""
+    began = time.monotonic() if began is None else began
 
     async def one(address: str) -> float:
         while time.monotonic() - began < 15:
@@ -149,7 +160,52 @@ def show(seconds: list[float]) -> str:
     return ", ".join(f"{value:.2f}" for value in seconds) + " s"
 
 
+async def api_steps(running: Running, report: Callable[[str], None]) -> None:
+    async with grpc.aio.insecure_channel(running.addresses[0]) as channel:
+        stub = admin_grpc.AdminServiceStub(channel)
+
+        async def upsert(target: str) -> float:
+            """Seconds from before the call until every replica serves (tromso, target)."""
+            began = time.monotonic()
+            settings = admin.TenantSettings(client="multi", targets=[target], orgnr_parent="956789012")
+            await stub.UpsertTenant(admin.UpsertTenantRequest(tenant="tromso", settings=settings), timeout=5)
+            return max(await seconds_until_all(running, "tromso", target, "OK", began=began))
+
+        added = await upsert("sfm")
+        report(f"UpsertTenant tromso on replica 1: served by all {REPLICAS} replicas after {added:.2f} s")
+        assert added < API_SERVED_WITHIN_S
+        changed = await upsert("sfm_batch")
+        report(f"UpsertTenant tromso's targets: served by all {REPLICAS} replicas after {changed:.2f} s")
+        assert changed < API_SERVED_WITHIN_S
+        for address in running.addresses:
+            assert await call(address, "tromso", "sfm") == "TARGET_NOT_ALLOWED"
+
+        # A file that takes the stored tenant's name wins on every replica (and the API then refuses it).
+        tromso = running.directory / "tromso.toml"
+        write_atomically(tromso, MOLDE.format(target="sfm"))
+        shadowed = await seconds_until_all(running, "tromso", "sfm", "OK")
+        report(
+            f"tromso.toml beside the stored tromso: the file's served by every replica after {show(shadowed)}"
+        )
+        settings = admin.TenantSettings(client="multi", targets=["sfm"], orgnr_parent="956789012")
+        with pytest.raises(grpc.aio.AioRpcError) as managed:
+            await stub.UpsertTenant(admin.UpsertTenantRequest(tenant="tromso", settings=settings), timeout=5)
+        assert error_info(managed.value)[0].reason == "TENANT_MANAGED_BY_FILES"
+        tromso.unlink()
+        back = await seconds_until_all(running, "tromso", "sfm_batch", "OK")
+        report(f"tromso.toml deleted: the stored tromso served again by every replica after {show(back)}")
+
+        began = time.monotonic()
+        await stub.DeleteTenant(admin.DeleteTenantRequest(tenant="tromso"), timeout=5)
+        deleted = max(
+            await seconds_until_all(running, "tromso", "sfm_batch", "TENANT_NOT_FOUND", began=began)
+        )
+        report(f"DeleteTenant tromso: TENANT_NOT_FOUND on all {REPLICAS} replicas after {deleted:.2f} s")
+        assert deleted < API_SERVED_WITHIN_S
+
+
 async def steps(running: Running, report: Callable[[str], None]) -> None:
+    await api_steps(running, report)
     molde = running.directory / "molde.toml"
 
     write_atomically(molde, MOLDE.format(target="sfm"))
@@ -215,7 +271,7 @@ async def load_until(addresses: list[str], stop: asyncio.Event, *, callers: int)
     return outcomes
 
 
-def test_tenant_files_added_changed_broken_and_deleted_reach_every_replica_under_load(
+def test_tenants_of_the_api_and_the_files_added_changed_broken_and_deleted_reach_every_replica_under_load(
     running: Running,
 ) -> None:
     lines: list[str] = []
