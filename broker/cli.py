@@ -16,6 +16,7 @@ from pathlib import Path
 
 from broker import __version__
 from broker.audit import verify
+from broker.cli_admin import add_admin_commands
 from broker.cli_calls import add_call_commands
 from broker.cli_errors import CommandError
 from broker.cli_keys import add_key_commands
@@ -65,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_call_commands(commands)
     add_key_commands(commands)
+    add_admin_commands(commands)
 
     trail = commands.add_parser("audit", help="work with audit files")
     actions = trail.add_subparsers(required=True, metavar="action")
