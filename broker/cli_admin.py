@@ -261,8 +261,15 @@ def _refused(exc: grpc.aio.AioRpcError, address: str) -> _RefusedError:
         elif detail.Unpack(precondition):
             mistakes += [f"{item.subject}: {item.description}" for item in precondition.violations]
     tag = f" [{reason}]" if reason else ""
-    headline = f"{exc.code().name}{tag}: {exc.details() or ''} (broker at {address})"
-    return _RefusedError(headline, tuple(mistakes))
+    message = exc.details() or ""
+    if not mistakes:
+        return _RefusedError(f"{exc.code().name}{tag}: {message} (broker at {address})", ())
+    # The message repeats the mistakes ("3 mistakes:" and a line each, or the one mistake alone); they
+    # follow on lines of their own, so the headline keeps only what is not one of them.
+    first = message.splitlines()[0].rstrip(":").strip() if message.strip() else ""
+    if not first or first in mistakes:
+        first = f"{len(mistakes)} mistake{'s' if len(mistakes) > 1 else ''}"
+    return _RefusedError(f"{exc.code().name}{tag}: {first} (broker at {address}):", tuple(mistakes))
 
 
 def _tenant_json(tenant: pb.Tenant) -> dict[str, Any]:

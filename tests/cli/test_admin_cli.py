@@ -182,3 +182,35 @@ def test_reload_prints_what_it_changed(deployment: Deployment) -> None:
     assert answer["tenants"] >= 2  # oslo and bergen, from the file
     assert answer["added_tenants"] == []
     assert answer["removed_tenants"] == []
+
+
+def test_a_refused_reload_names_every_mistake_and_the_running_configuration_stays(
+    deployment: Deployment,
+) -> None:
+    config = deployment.workdir / "broker.toml"
+    good = config.read_text()
+    config.write_text(good + BROKEN)
+    try:
+        result = admin(deployment, "reload")
+    finally:
+        config.write_text(good)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    headline, *mistakes = result.stderr.splitlines()
+    print(f"admin reload of a broken file:\n{result.stderr}")
+    assert headline.startswith("FAILED_PRECONDITION [INVALID_CONFIGURATION]"), result.stderr
+    assert any("tenants.tromso" in line for line in mistakes), result.stderr
+    assert any("tenants.narvik" in line for line in mistakes), result.stderr
+    assert succeeded(admin(deployment, "get", "oslo"))  # still served
+
+
+# Two tenants, each with its own mistake: the answer names both.
+BROKEN = """
+[tenants.tromso]
+client = "nobody"
+targets = ["sfm"]
+
+[tenants.narvik]
+client = "multi"
+targets = ["nowhere"]
+"""
