@@ -19,7 +19,7 @@ set -euo pipefail
 # protoc-gen-go matches the google.golang.org/protobuf runtime required in clients/go/go.mod.
 GO_PROTOBUF_VERSION=v1.36.12
 GO_GRPC_PLUGIN_VERSION=v1.6.2
-GO_MODULE=helseid-broker/clients/go
+GO_MODULE=github.com/helseid-broker/helseid-broker/clients/go
 TS_DIR=clients/typescript
 
 out=
@@ -65,7 +65,7 @@ common=$(python -c 'import google.api, os; print(os.path.dirname(os.path.dirname
 protoc=(python -m grpc_tools.protoc -I protos -I "$common")
 protos=(protos/broker/v1/*.proto)
 
-# Go: the go_package option "helseid-broker/clients/go/brokerv1;brokerv1" puts the files in clients/go/brokerv1.
+# Go: the go_package option "github.com/helseid-broker/helseid-broker/clients/go/brokerv1;brokerv1" puts the files in clients/go/brokerv1.
 go_out=$out/clients/go
 mkdir -p "$go_out/brokerv1"
 rm -f "$go_out"/brokerv1/*.pb.go

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	broker "helseid-broker/clients/go"
-	"helseid-broker/clients/go/brokerv1"
+	broker "github.com/helseid-broker/helseid-broker/clients/go"
+	"github.com/helseid-broker/helseid-broker/clients/go/brokerv1"
 )
 
 const (

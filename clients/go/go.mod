@@ -1,4 +1,4 @@
-module helseid-broker/clients/go
+module github.com/helseid-broker/helseid-broker/clients/go
 
 go 1.26.0
 

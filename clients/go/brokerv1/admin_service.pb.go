@@ -999,8 +999,8 @@ const file_broker_v1_admin_service_proto_rawDesc = "" +
 	"\fUpsertTenant\x12\x1e.broker.v1.UpsertTenantRequest\x1a\x1f.broker.v1.UpsertTenantResponse\x12O\n" +
 	"\fDeleteTenant\x12\x1e.broker.v1.DeleteTenantRequest\x1a\x1f.broker.v1.DeleteTenantResponse\x12d\n" +
 	"\x13ReloadConfiguration\x12%.broker.v1.ReloadConfigurationRequest\x1a&.broker.v1.ReloadConfigurationResponse\x12R\n" +
-	"\rGetPublicJwks\x12\x1f.broker.v1.GetPublicJwksRequest\x1a .broker.v1.GetPublicJwksResponseBl\n" +
-	"\x14no.helseid.broker.v1B\x11AdminServiceProtoP\x01Z+helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3"
+	"\rGetPublicJwks\x12\x1f.broker.v1.GetPublicJwksRequest\x1a .broker.v1.GetPublicJwksResponseB\x86\x01\n" +
+	"\x14no.helseid.broker.v1B\x11AdminServiceProtoP\x01ZEgithub.com/helseid-broker/helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3"
 
 var (
 	file_broker_v1_admin_service_proto_rawDescOnce sync.Once

@@ -1683,8 +1683,8 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\x17AuthorizeSessionRequest\x12).broker.v1.AuthorizeSessionRequestRequest\x1a*.broker.v1.AuthorizeSessionRequestResponse\x12I\n" +
 	"\n" +
 	"EndSession\x12\x1c.broker.v1.EndSessionRequest\x1a\x1d.broker.v1.EndSessionResponse\x12R\n" +
-	"\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseBr\n" +
-	"\x14no.helseid.broker.v1B\x17TokenBrokerServiceProtoP\x01Z+helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3"
+	"\rGetBrokerInfo\x12\x1f.broker.v1.GetBrokerInfoRequest\x1a .broker.v1.GetBrokerInfoResponseB\x8c\x01\n" +
+	"\x14no.helseid.broker.v1B\x17TokenBrokerServiceProtoP\x01ZEgithub.com/helseid-broker/helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3"
 
 var (
 	file_broker_v1_token_broker_service_proto_rawDescOnce sync.Once
