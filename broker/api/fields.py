@@ -32,6 +32,8 @@ _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 _METHOD = re.compile(r"[A-Za-z]+")
 _TEXT = re.compile(r"[^\x00-\x1f\x7f]+")  # any printable text, for a login hint
 _ORGNR = re.compile(r"[0-9]{9}")
+_DIGITS = re.compile(r"[0-9]+")
+_CODE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,20 @@ RULES: dict[str, Rule] = {
     "orgnr_parent": Rule(9, _ORGNR, "an organisation number of 9 digits"),
     "orgnr_child": Rule(9, _ORGNR, "an organisation number of 9 digits"),
     "sfm_journal_id": Rule(64, _VISIBLE, "SFM's journal id of the tenant"),
+    # The care context (then checked against its code systems and check digits: protocol/care.py).
+    "patient_id": Rule(11, _DIGITS, "a national id of 11 digits"),
+    "hpr_number": Rule(9, _DIGITS, "an HPR number of digits"),
+    "authorization": Rule(8, _CODE, "an HPR authorisation code such as LE"),
+    "legal_entity": Rule(9, _ORGNR, "an organisation number of 9 digits"),
+    "point_of_care": Rule(9, _ORGNR, "an organisation number of 9 digits"),
+    "department": Rule(12, _DIGITS, "a RESH id of digits"),
+    "healthcare_service": Rule(8, _CODE, "a healthcare service code such as 01"),
+    "purpose_of_use": Rule(16, _CODE, "a purpose of use such as TREAT"),
+    "purpose_of_use_details": Rule(64, _CODE, "a purpose-of-use detail code such as BEHANDLER"),
+    "decision_ref": Rule(256, _VISIBLE, "the access decision's id, printable ASCII"),
+    "access_basis": Rule(32, _CODE, "an access basis such as SAMTYKKE"),
+    "event_id": Rule(128, _VISIBLE, "an event id of printable ASCII, such as a UUID"),
+    "source_system": Rule(512, _TEXT, "the calling system's name, printable text"),
 }
 DURATIONS: dict[str, timedelta] = {"min_remaining_lifetime": MAX_MIN_REMAINING}
 # Integer fields: the inclusive range each may take.
@@ -91,6 +107,8 @@ def _field_check(field: FieldDescriptor, prefix: str) -> Check:
         return _duration_check(name, path, DURATIONS[name])
     if field.message_type is not None and not field.is_repeated:
         return _message_check(name, path, validator(field.message_type, f"{path}."), required)
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return _nothing  # a bool is its own shape
     if field.type in _INTEGER_TYPES and not field.is_repeated:
         low, high = INTEGERS[name]
         return _integer_check(name, path, low, high)
@@ -100,6 +118,10 @@ def _field_check(field: FieldDescriptor, prefix: str) -> Check:
     if field.is_repeated:
         return _repeated_check(name, path, rule, required)
     return _string_check(name, path, rule, required)
+
+
+def _nothing(request: Any) -> None:
+    return None
 
 
 def _string_check(name: str, path: str, rule: Rule, required: bool) -> Check:

@@ -56,32 +56,88 @@ class GetTokenResponse(_message.Message):
     def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
 
 class AuthorizeRequestRequest(_message.Message):
-    __slots__ = ("tenant", "target", "http_method", "url", "dpop_nonce", "min_remaining_lifetime")
+    __slots__ = ("tenant", "target", "http_method", "url", "dpop_nonce", "min_remaining_lifetime", "care_context")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     HTTP_METHOD_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     DPOP_NONCE_FIELD_NUMBER: _ClassVar[int]
     MIN_REMAINING_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    CARE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     target: str
     http_method: str
     url: str
     dpop_nonce: str
     min_remaining_lifetime: _duration_pb2.Duration
-    def __init__(self, tenant: _Optional[str] = ..., target: _Optional[str] = ..., http_method: _Optional[str] = ..., url: _Optional[str] = ..., dpop_nonce: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    care_context: CareContext
+    def __init__(self, tenant: _Optional[str] = ..., target: _Optional[str] = ..., http_method: _Optional[str] = ..., url: _Optional[str] = ..., dpop_nonce: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., care_context: _Optional[_Union[CareContext, _Mapping]] = ...) -> None: ...
 
 class AuthorizeRequestResponse(_message.Message):
-    __slots__ = ("authorization", "dpop", "token_type", "expire_time")
+    __slots__ = ("authorization", "dpop", "token_type", "expire_time", "headers")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     DPOP_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
     authorization: str
     dpop: str
     token_type: TokenType
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, authorization: _Optional[str] = ..., dpop: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    headers: _containers.RepeatedCompositeFieldContainer[HttpHeader]
+    def __init__(self, authorization: _Optional[str] = ..., dpop: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., headers: _Optional[_Iterable[_Union[HttpHeader, _Mapping]]] = ...) -> None: ...
+
+class HttpHeader(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class CareContext(_message.Message):
+    __slots__ = ("patient_id", "practitioner", "care_relationship", "access_basis", "event_id", "source_system")
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PRACTITIONER_FIELD_NUMBER: _ClassVar[int]
+    CARE_RELATIONSHIP_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_BASIS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SYSTEM_FIELD_NUMBER: _ClassVar[int]
+    patient_id: str
+    practitioner: Practitioner
+    care_relationship: CareRelationship
+    access_basis: str
+    event_id: str
+    source_system: str
+    def __init__(self, patient_id: _Optional[str] = ..., practitioner: _Optional[_Union[Practitioner, _Mapping]] = ..., care_relationship: _Optional[_Union[CareRelationship, _Mapping]] = ..., access_basis: _Optional[str] = ..., event_id: _Optional[str] = ..., source_system: _Optional[str] = ...) -> None: ...
+
+class Practitioner(_message.Message):
+    __slots__ = ("hpr_number", "authorization", "legal_entity", "point_of_care", "department")
+    HPR_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_ENTITY_FIELD_NUMBER: _ClassVar[int]
+    POINT_OF_CARE_FIELD_NUMBER: _ClassVar[int]
+    DEPARTMENT_FIELD_NUMBER: _ClassVar[int]
+    hpr_number: str
+    authorization: str
+    legal_entity: str
+    point_of_care: str
+    department: str
+    def __init__(self, hpr_number: _Optional[str] = ..., authorization: _Optional[str] = ..., legal_entity: _Optional[str] = ..., point_of_care: _Optional[str] = ..., department: _Optional[str] = ...) -> None: ...
+
+class CareRelationship(_message.Message):
+    __slots__ = ("healthcare_service", "purpose_of_use", "purpose_of_use_details", "decision_ref", "user_selected")
+    HEALTHCARE_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_OF_USE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_OF_USE_DETAILS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_REF_FIELD_NUMBER: _ClassVar[int]
+    USER_SELECTED_FIELD_NUMBER: _ClassVar[int]
+    healthcare_service: str
+    purpose_of_use: str
+    purpose_of_use_details: str
+    decision_ref: str
+    user_selected: bool
+    def __init__(self, healthcare_service: _Optional[str] = ..., purpose_of_use: _Optional[str] = ..., purpose_of_use_details: _Optional[str] = ..., decision_ref: _Optional[str] = ..., user_selected: _Optional[bool] = ...) -> None: ...
 
 class WatchTokenRequest(_message.Message):
     __slots__ = ("tenant", "target")
@@ -204,30 +260,34 @@ class GetSessionTokenResponse(_message.Message):
     def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
 
 class AuthorizeSessionRequestRequest(_message.Message):
-    __slots__ = ("session_id", "target", "http_method", "url", "dpop_nonce")
+    __slots__ = ("session_id", "target", "http_method", "url", "dpop_nonce", "care_context")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     HTTP_METHOD_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     DPOP_NONCE_FIELD_NUMBER: _ClassVar[int]
+    CARE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     target: str
     http_method: str
     url: str
     dpop_nonce: str
-    def __init__(self, session_id: _Optional[str] = ..., target: _Optional[str] = ..., http_method: _Optional[str] = ..., url: _Optional[str] = ..., dpop_nonce: _Optional[str] = ...) -> None: ...
+    care_context: CareContext
+    def __init__(self, session_id: _Optional[str] = ..., target: _Optional[str] = ..., http_method: _Optional[str] = ..., url: _Optional[str] = ..., dpop_nonce: _Optional[str] = ..., care_context: _Optional[_Union[CareContext, _Mapping]] = ...) -> None: ...
 
 class AuthorizeSessionRequestResponse(_message.Message):
-    __slots__ = ("authorization", "dpop", "token_type", "expire_time")
+    __slots__ = ("authorization", "dpop", "token_type", "expire_time", "headers")
     AUTHORIZATION_FIELD_NUMBER: _ClassVar[int]
     DPOP_FIELD_NUMBER: _ClassVar[int]
     TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
     authorization: str
     dpop: str
     token_type: TokenType
     expire_time: _timestamp_pb2.Timestamp
-    def __init__(self, authorization: _Optional[str] = ..., dpop: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    headers: _containers.RepeatedCompositeFieldContainer[HttpHeader]
+    def __init__(self, authorization: _Optional[str] = ..., dpop: _Optional[str] = ..., token_type: _Optional[_Union[TokenType, str]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., headers: _Optional[_Iterable[_Union[HttpHeader, _Mapping]]] = ...) -> None: ...
 
 class EndSessionRequest(_message.Message):
     __slots__ = ("session_id",)

@@ -302,8 +302,11 @@ type AuthorizeRequestRequest struct {
 	DpopNonce string `protobuf:"bytes,5,opt,name=dpop_nonce,json=dpopNonce,proto3" json:"dpop_nonce,omitempty"`
 	// The token must stay valid at least this long.
 	MinRemainingLifetime *durationpb.Duration `protobuf:"bytes,6,opt,name=min_remaining_lifetime,json=minRemainingLifetime,proto3" json:"min_remaining_lifetime,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// Who makes the request, for which patient and why: the broker renders from it the request headers the
+	// target's API wants (its `api_profile`), and refuses a context that lacks what that API requires.
+	CareContext   *CareContext `protobuf:"bytes,7,opt,name=care_context,json=careContext,proto3" json:"care_context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuthorizeRequestRequest) Reset() {
@@ -378,6 +381,13 @@ func (x *AuthorizeRequestRequest) GetMinRemainingLifetime() *durationpb.Duration
 	return nil
 }
 
+func (x *AuthorizeRequestRequest) GetCareContext() *CareContext {
+	if x != nil {
+		return x.CareContext
+	}
+	return nil
+}
+
 // Response for AuthorizeRequest.
 type AuthorizeRequestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -388,7 +398,10 @@ type AuthorizeRequestResponse struct {
 	// Bearer or DPoP.
 	TokenType TokenType `protobuf:"varint,3,opt,name=token_type,json=tokenType,proto3,enum=broker.v1.TokenType" json:"token_type,omitempty"`
 	// When the access token inside `authorization` expires.
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Every other header the target's API wants for this request (such as PPS's `person-id` and
+	// `access-basis`), rendered from the care context and encoded as that API documents; set them as given.
+	Headers       []*HttpHeader `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -451,6 +464,326 @@ func (x *AuthorizeRequestResponse) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AuthorizeRequestResponse) GetHeaders() []*HttpHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// One HTTP request header.
+type HttpHeader struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The header's name, such as `person-id`.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its value, ready to send.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HttpHeader) Reset() {
+	*x = HttpHeader{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpHeader) ProtoMessage() {}
+
+func (x *HttpHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpHeader.ProtoReflect.Descriptor instead.
+func (*HttpHeader) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HttpHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HttpHeader) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// The care context of one request to an NHN API: the patient, the practitioner acting, the care
+// relationship and the access basis, an event id and the calling system. Codes are the short codes of the
+// code systems NHN names (the broker validates them and adds the systems where an API wants them).
+type CareContext struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The patient's national id: a fødselsnummer or D-nummer, 11 digits with valid mod-11 check digits.
+	PatientId string `protobuf:"bytes,1,opt,name=patient_id,json=patientId,proto3" json:"patient_id,omitempty"`
+	// The health personnel making the request.
+	Practitioner *Practitioner `protobuf:"bytes,2,opt,name=practitioner,proto3" json:"practitioner,omitempty"`
+	// Why the patient's data is accessed.
+	CareRelationship *CareRelationship `protobuf:"bytes,3,opt,name=care_relationship,json=careRelationship,proto3" json:"care_relationship,omitempty"`
+	// The legal basis of the access, as PPS and the journal-document APIs name it: `UNNTAK`, `SAMTYKKE`,
+	// `FORHOYET_SAMTYKKE`, `AKUTT` or `FORHOYET_AKUTT`.
+	AccessBasis string `protobuf:"bytes,4,opt,name=access_basis,json=accessBasis,proto3" json:"access_basis,omitempty"`
+	// The id of this user action (a UUID the caller makes), sent as the API's event or correlation id.
+	EventId string `protobuf:"bytes,5,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The calling system's name, as the API's source-system header (3 to 512 characters).
+	SourceSystem  string `protobuf:"bytes,6,opt,name=source_system,json=sourceSystem,proto3" json:"source_system,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CareContext) Reset() {
+	*x = CareContext{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CareContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CareContext) ProtoMessage() {}
+
+func (x *CareContext) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CareContext.ProtoReflect.Descriptor instead.
+func (*CareContext) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CareContext) GetPatientId() string {
+	if x != nil {
+		return x.PatientId
+	}
+	return ""
+}
+
+func (x *CareContext) GetPractitioner() *Practitioner {
+	if x != nil {
+		return x.Practitioner
+	}
+	return nil
+}
+
+func (x *CareContext) GetCareRelationship() *CareRelationship {
+	if x != nil {
+		return x.CareRelationship
+	}
+	return nil
+}
+
+func (x *CareContext) GetAccessBasis() string {
+	if x != nil {
+		return x.AccessBasis
+	}
+	return ""
+}
+
+func (x *CareContext) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *CareContext) GetSourceSystem() string {
+	if x != nil {
+		return x.SourceSystem
+	}
+	return ""
+}
+
+// The health personnel making a request.
+type Practitioner struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The practitioner's HPR number (Helsepersonellregisteret), digits.
+	HprNumber string `protobuf:"bytes,1,opt,name=hpr_number,json=hprNumber,proto3" json:"hpr_number,omitempty"`
+	// The HPR authorisation (code system 9060), such as `LE` (lege), `SP` (sykepleier).
+	Authorization string `protobuf:"bytes,2,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	// The organisation number (9 digits) of the legal entity the practitioner acts for.
+	LegalEntity string `protobuf:"bytes,3,opt,name=legal_entity,json=legalEntity,proto3" json:"legal_entity,omitempty"`
+	// The organisation number (9 digits) of the point of care (the sub-unit) where the practitioner works.
+	PointOfCare string `protobuf:"bytes,4,opt,name=point_of_care,json=pointOfCare,proto3" json:"point_of_care,omitempty"`
+	// The department's RESH id, where one applies.
+	Department    string `protobuf:"bytes,5,opt,name=department,proto3" json:"department,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Practitioner) Reset() {
+	*x = Practitioner{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Practitioner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Practitioner) ProtoMessage() {}
+
+func (x *Practitioner) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Practitioner.ProtoReflect.Descriptor instead.
+func (*Practitioner) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Practitioner) GetHprNumber() string {
+	if x != nil {
+		return x.HprNumber
+	}
+	return ""
+}
+
+func (x *Practitioner) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+func (x *Practitioner) GetLegalEntity() string {
+	if x != nil {
+		return x.LegalEntity
+	}
+	return ""
+}
+
+func (x *Practitioner) GetPointOfCare() string {
+	if x != nil {
+		return x.PointOfCare
+	}
+	return ""
+}
+
+func (x *Practitioner) GetDepartment() string {
+	if x != nil {
+		return x.Department
+	}
+	return ""
+}
+
+// Why a practitioner accesses a patient's data.
+type CareRelationship struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The healthcare service (code system 8666), such as `01`.
+	HealthcareService string `protobuf:"bytes,1,opt,name=healthcare_service,json=healthcareService,proto3" json:"healthcare_service,omitempty"`
+	// The purpose of use: `TREAT`, `ETREAT` or `COC`.
+	PurposeOfUse string `protobuf:"bytes,2,opt,name=purpose_of_use,json=purposeOfUse,proto3" json:"purpose_of_use,omitempty"`
+	// Its details (urn:AuditEventHL7Norway/CodeSystem/carerelation), such as `BEHANDLER`.
+	PurposeOfUseDetails string `protobuf:"bytes,3,opt,name=purpose_of_use_details,json=purposeOfUseDetails,proto3" json:"purpose_of_use_details,omitempty"`
+	// The id of the access decision for this patient.
+	DecisionRef string `protobuf:"bytes,4,opt,name=decision_ref,json=decisionRef,proto3" json:"decision_ref,omitempty"`
+	// Whether the user made that decision.
+	UserSelected  bool `protobuf:"varint,5,opt,name=user_selected,json=userSelected,proto3" json:"user_selected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CareRelationship) Reset() {
+	*x = CareRelationship{}
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CareRelationship) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CareRelationship) ProtoMessage() {}
+
+func (x *CareRelationship) ProtoReflect() protoreflect.Message {
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CareRelationship.ProtoReflect.Descriptor instead.
+func (*CareRelationship) Descriptor() ([]byte, []int) {
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CareRelationship) GetHealthcareService() string {
+	if x != nil {
+		return x.HealthcareService
+	}
+	return ""
+}
+
+func (x *CareRelationship) GetPurposeOfUse() string {
+	if x != nil {
+		return x.PurposeOfUse
+	}
+	return ""
+}
+
+func (x *CareRelationship) GetPurposeOfUseDetails() string {
+	if x != nil {
+		return x.PurposeOfUseDetails
+	}
+	return ""
+}
+
+func (x *CareRelationship) GetDecisionRef() string {
+	if x != nil {
+		return x.DecisionRef
+	}
+	return ""
+}
+
+func (x *CareRelationship) GetUserSelected() bool {
+	if x != nil {
+		return x.UserSelected
+	}
+	return false
+}
+
 // Request for WatchToken.
 type WatchTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -464,7 +797,7 @@ type WatchTokenRequest struct {
 
 func (x *WatchTokenRequest) Reset() {
 	*x = WatchTokenRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[5]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +809,7 @@ func (x *WatchTokenRequest) String() string {
 func (*WatchTokenRequest) ProtoMessage() {}
 
 func (x *WatchTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[5]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +822,7 @@ func (x *WatchTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTokenRequest.ProtoReflect.Descriptor instead.
 func (*WatchTokenRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{5}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *WatchTokenRequest) GetTenant() string {
@@ -517,7 +850,7 @@ type WatchTokenResponse struct {
 
 func (x *WatchTokenResponse) Reset() {
 	*x = WatchTokenResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[6]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +862,7 @@ func (x *WatchTokenResponse) String() string {
 func (*WatchTokenResponse) ProtoMessage() {}
 
 func (x *WatchTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[6]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +875,7 @@ func (x *WatchTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchTokenResponse.ProtoReflect.Descriptor instead.
 func (*WatchTokenResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{6}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WatchTokenResponse) GetAccessToken() *AccessToken {
@@ -569,7 +902,7 @@ type ExchangeTokenRequest struct {
 
 func (x *ExchangeTokenRequest) Reset() {
 	*x = ExchangeTokenRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +914,7 @@ func (x *ExchangeTokenRequest) String() string {
 func (*ExchangeTokenRequest) ProtoMessage() {}
 
 func (x *ExchangeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[7]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +927,7 @@ func (x *ExchangeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeTokenRequest.ProtoReflect.Descriptor instead.
 func (*ExchangeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{7}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExchangeTokenRequest) GetTenant() string {
@@ -636,7 +969,7 @@ type ExchangeTokenResponse struct {
 
 func (x *ExchangeTokenResponse) Reset() {
 	*x = ExchangeTokenResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +981,7 @@ func (x *ExchangeTokenResponse) String() string {
 func (*ExchangeTokenResponse) ProtoMessage() {}
 
 func (x *ExchangeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[8]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +994,7 @@ func (x *ExchangeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExchangeTokenResponse.ProtoReflect.Descriptor instead.
 func (*ExchangeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{8}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExchangeTokenResponse) GetAccessToken() *AccessToken {
@@ -688,7 +1021,7 @@ type StartLoginRequest struct {
 
 func (x *StartLoginRequest) Reset() {
 	*x = StartLoginRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[9]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -700,7 +1033,7 @@ func (x *StartLoginRequest) String() string {
 func (*StartLoginRequest) ProtoMessage() {}
 
 func (x *StartLoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[9]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -713,7 +1046,7 @@ func (x *StartLoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLoginRequest.ProtoReflect.Descriptor instead.
 func (*StartLoginRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{9}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartLoginRequest) GetTenant() string {
@@ -759,7 +1092,7 @@ type StartLoginResponse struct {
 
 func (x *StartLoginResponse) Reset() {
 	*x = StartLoginResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[10]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1104,7 @@ func (x *StartLoginResponse) String() string {
 func (*StartLoginResponse) ProtoMessage() {}
 
 func (x *StartLoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[10]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1117,7 @@ func (x *StartLoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartLoginResponse.ProtoReflect.Descriptor instead.
 func (*StartLoginResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{10}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartLoginResponse) GetAuthorizationUrl() string {
@@ -823,7 +1156,7 @@ type CompleteLoginRequest struct {
 
 func (x *CompleteLoginRequest) Reset() {
 	*x = CompleteLoginRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[11]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +1168,7 @@ func (x *CompleteLoginRequest) String() string {
 func (*CompleteLoginRequest) ProtoMessage() {}
 
 func (x *CompleteLoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[11]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1181,7 @@ func (x *CompleteLoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteLoginRequest.ProtoReflect.Descriptor instead.
 func (*CompleteLoginRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{11}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CompleteLoginRequest) GetState() string {
@@ -883,7 +1216,7 @@ type CompleteLoginResponse struct {
 
 func (x *CompleteLoginResponse) Reset() {
 	*x = CompleteLoginResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[12]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1228,7 @@ func (x *CompleteLoginResponse) String() string {
 func (*CompleteLoginResponse) ProtoMessage() {}
 
 func (x *CompleteLoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[12]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1241,7 @@ func (x *CompleteLoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompleteLoginResponse.ProtoReflect.Descriptor instead.
 func (*CompleteLoginResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{12}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CompleteLoginResponse) GetSession() *UserSession {
@@ -937,7 +1270,7 @@ type UserSession struct {
 
 func (x *UserSession) Reset() {
 	*x = UserSession{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[13]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -949,7 +1282,7 @@ func (x *UserSession) String() string {
 func (*UserSession) ProtoMessage() {}
 
 func (x *UserSession) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[13]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -962,7 +1295,7 @@ func (x *UserSession) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserSession.ProtoReflect.Descriptor instead.
 func (*UserSession) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{13}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UserSession) GetSessionId() string {
@@ -1025,7 +1358,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[14]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1370,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[14]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1383,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{14}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *User) GetSubject() string {
@@ -1124,7 +1457,7 @@ type GetSessionTokenRequest struct {
 
 func (x *GetSessionTokenRequest) Reset() {
 	*x = GetSessionTokenRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[15]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1469,7 @@ func (x *GetSessionTokenRequest) String() string {
 func (*GetSessionTokenRequest) ProtoMessage() {}
 
 func (x *GetSessionTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[15]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1482,7 @@ func (x *GetSessionTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionTokenRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{15}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetSessionTokenRequest) GetSessionId() string {
@@ -1184,7 +1517,7 @@ type GetSessionTokenResponse struct {
 
 func (x *GetSessionTokenResponse) Reset() {
 	*x = GetSessionTokenResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[16]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1529,7 @@ func (x *GetSessionTokenResponse) String() string {
 func (*GetSessionTokenResponse) ProtoMessage() {}
 
 func (x *GetSessionTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[16]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1542,7 @@ func (x *GetSessionTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionTokenResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionTokenResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{16}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetSessionTokenResponse) GetAccessToken() *AccessToken {
@@ -1231,14 +1564,16 @@ type AuthorizeSessionRequestRequest struct {
 	// The absolute URL of the request; it must be inside the target's allowed URLs.
 	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
 	// A `DPoP-Nonce` the resource server sent in its last answer, to put into the proof.
-	DpopNonce     string `protobuf:"bytes,5,opt,name=dpop_nonce,json=dpopNonce,proto3" json:"dpop_nonce,omitempty"`
+	DpopNonce string `protobuf:"bytes,5,opt,name=dpop_nonce,json=dpopNonce,proto3" json:"dpop_nonce,omitempty"`
+	// As in AuthorizeRequest: the headers the target's API wants are rendered from it.
+	CareContext   *CareContext `protobuf:"bytes,6,opt,name=care_context,json=careContext,proto3" json:"care_context,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuthorizeSessionRequestRequest) Reset() {
 	*x = AuthorizeSessionRequestRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1585,7 @@ func (x *AuthorizeSessionRequestRequest) String() string {
 func (*AuthorizeSessionRequestRequest) ProtoMessage() {}
 
 func (x *AuthorizeSessionRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[17]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1598,7 @@ func (x *AuthorizeSessionRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeSessionRequestRequest.ProtoReflect.Descriptor instead.
 func (*AuthorizeSessionRequestRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{17}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AuthorizeSessionRequestRequest) GetSessionId() string {
@@ -1301,6 +1636,13 @@ func (x *AuthorizeSessionRequestRequest) GetDpopNonce() string {
 	return ""
 }
 
+func (x *AuthorizeSessionRequestRequest) GetCareContext() *CareContext {
+	if x != nil {
+		return x.CareContext
+	}
+	return nil
+}
+
 // Response for AuthorizeSessionRequest.
 type AuthorizeSessionRequestResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1311,14 +1653,16 @@ type AuthorizeSessionRequestResponse struct {
 	// Bearer or DPoP.
 	TokenType TokenType `protobuf:"varint,3,opt,name=token_type,json=tokenType,proto3,enum=broker.v1.TokenType" json:"token_type,omitempty"`
 	// When the access token inside `authorization` expires.
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// As in AuthorizeRequest: every other header the target's API wants.
+	Headers       []*HttpHeader `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuthorizeSessionRequestResponse) Reset() {
 	*x = AuthorizeSessionRequestResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1674,7 @@ func (x *AuthorizeSessionRequestResponse) String() string {
 func (*AuthorizeSessionRequestResponse) ProtoMessage() {}
 
 func (x *AuthorizeSessionRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[18]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1687,7 @@ func (x *AuthorizeSessionRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeSessionRequestResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeSessionRequestResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{18}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AuthorizeSessionRequestResponse) GetAuthorization() string {
@@ -1374,6 +1718,13 @@ func (x *AuthorizeSessionRequestResponse) GetExpireTime() *timestamppb.Timestamp
 	return nil
 }
 
+func (x *AuthorizeSessionRequestResponse) GetHeaders() []*HttpHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
 // Request for EndSession.
 type EndSessionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1385,7 +1736,7 @@ type EndSessionRequest struct {
 
 func (x *EndSessionRequest) Reset() {
 	*x = EndSessionRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1397,7 +1748,7 @@ func (x *EndSessionRequest) String() string {
 func (*EndSessionRequest) ProtoMessage() {}
 
 func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[19]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1410,7 +1761,7 @@ func (x *EndSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionRequest.ProtoReflect.Descriptor instead.
 func (*EndSessionRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{19}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *EndSessionRequest) GetSessionId() string {
@@ -1431,7 +1782,7 @@ type EndSessionResponse struct {
 
 func (x *EndSessionResponse) Reset() {
 	*x = EndSessionResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1794,7 @@ func (x *EndSessionResponse) String() string {
 func (*EndSessionResponse) ProtoMessage() {}
 
 func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[20]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1807,7 @@ func (x *EndSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndSessionResponse.ProtoReflect.Descriptor instead.
 func (*EndSessionResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{20}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EndSessionResponse) GetRevoked() bool {
@@ -1475,7 +1826,7 @@ type GetBrokerInfoRequest struct {
 
 func (x *GetBrokerInfoRequest) Reset() {
 	*x = GetBrokerInfoRequest{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[21]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1838,7 @@ func (x *GetBrokerInfoRequest) String() string {
 func (*GetBrokerInfoRequest) ProtoMessage() {}
 
 func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[21]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1851,7 @@ func (x *GetBrokerInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoRequest) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{21}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{25}
 }
 
 // Response for GetBrokerInfo.
@@ -1514,7 +1865,7 @@ type GetBrokerInfoResponse struct {
 
 func (x *GetBrokerInfoResponse) Reset() {
 	*x = GetBrokerInfoResponse{}
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[22]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +1877,7 @@ func (x *GetBrokerInfoResponse) String() string {
 func (*GetBrokerInfoResponse) ProtoMessage() {}
 
 func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_broker_v1_token_broker_service_proto_msgTypes[22]
+	mi := &file_broker_v1_token_broker_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +1890,7 @@ func (x *GetBrokerInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBrokerInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetBrokerInfoResponse) Descriptor() ([]byte, []int) {
-	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{22}
+	return file_broker_v1_token_broker_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetBrokerInfoResponse) GetVersion() string {
@@ -1569,7 +1920,7 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12U\n" +
 	"\x16min_remaining_lifetime\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"M\n" +
 	"\x10GetTokenResponse\x129\n" +
-	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\x90\x02\n" +
+	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\xd1\x02\n" +
 	"\x17AuthorizeRequestRequest\x12\x1c\n" +
 	"\x06tenant\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06tenant\x12\x1c\n" +
 	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12%\n" +
@@ -1578,14 +1929,43 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\x03url\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12#\n" +
 	"\n" +
 	"dpop_nonce\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\tdpopNonce\x12U\n" +
-	"\x16min_remaining_lifetime\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"\xc6\x01\n" +
+	"\x16min_remaining_lifetime\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\x12?\n" +
+	"\fcare_context\x18\a \x01(\v2\x16.broker.v1.CareContextB\x04\xe2A\x01\x01R\vcareContext\"\xf7\x01\n" +
 	"\x18AuthorizeRequestResponse\x12$\n" +
 	"\rauthorization\x18\x01 \x01(\tR\rauthorization\x12\x12\n" +
 	"\x04dpop\x18\x02 \x01(\tR\x04dpop\x123\n" +
 	"\n" +
 	"token_type\x18\x03 \x01(\x0e2\x14.broker.v1.TokenTypeR\ttokenType\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"O\n" +
+	"expireTime\x12/\n" +
+	"\aheaders\x18\x05 \x03(\v2\x15.broker.v1.HttpHeaderR\aheaders\"6\n" +
+	"\n" +
+	"HttpHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x96\x02\n" +
+	"\vCareContext\x12\x1d\n" +
+	"\n" +
+	"patient_id\x18\x01 \x01(\tR\tpatientId\x12;\n" +
+	"\fpractitioner\x18\x02 \x01(\v2\x17.broker.v1.PractitionerR\fpractitioner\x12H\n" +
+	"\x11care_relationship\x18\x03 \x01(\v2\x1b.broker.v1.CareRelationshipR\x10careRelationship\x12!\n" +
+	"\faccess_basis\x18\x04 \x01(\tR\vaccessBasis\x12\x19\n" +
+	"\bevent_id\x18\x05 \x01(\tR\aeventId\x12#\n" +
+	"\rsource_system\x18\x06 \x01(\tR\fsourceSystem\"\xba\x01\n" +
+	"\fPractitioner\x12\x1d\n" +
+	"\n" +
+	"hpr_number\x18\x01 \x01(\tR\thprNumber\x12$\n" +
+	"\rauthorization\x18\x02 \x01(\tR\rauthorization\x12!\n" +
+	"\flegal_entity\x18\x03 \x01(\tR\vlegalEntity\x12\"\n" +
+	"\rpoint_of_care\x18\x04 \x01(\tR\vpointOfCare\x12\x1e\n" +
+	"\n" +
+	"department\x18\x05 \x01(\tR\n" +
+	"department\"\xe4\x01\n" +
+	"\x10CareRelationship\x12-\n" +
+	"\x12healthcare_service\x18\x01 \x01(\tR\x11healthcareService\x12$\n" +
+	"\x0epurpose_of_use\x18\x02 \x01(\tR\fpurposeOfUse\x123\n" +
+	"\x16purpose_of_use_details\x18\x03 \x01(\tR\x13purposeOfUseDetails\x12!\n" +
+	"\fdecision_ref\x18\x04 \x01(\tR\vdecisionRef\x12#\n" +
+	"\ruser_selected\x18\x05 \x01(\bR\fuserSelected\"O\n" +
 	"\x11WatchTokenRequest\x12\x1c\n" +
 	"\x06tenant\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06tenant\x12\x1c\n" +
 	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\"O\n" +
@@ -1641,7 +2021,7 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12U\n" +
 	"\x16min_remaining_lifetime\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"T\n" +
 	"\x17GetSessionTokenResponse\x129\n" +
-	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\xc7\x01\n" +
+	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\x88\x02\n" +
 	"\x1eAuthorizeSessionRequestRequest\x12#\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\x12\x1c\n" +
@@ -1650,14 +2030,16 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"httpMethod\x12\x16\n" +
 	"\x03url\x18\x04 \x01(\tB\x04\xe2A\x01\x02R\x03url\x12#\n" +
 	"\n" +
-	"dpop_nonce\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\tdpopNonce\"\xcd\x01\n" +
+	"dpop_nonce\x18\x05 \x01(\tB\x04\xe2A\x01\x01R\tdpopNonce\x12?\n" +
+	"\fcare_context\x18\x06 \x01(\v2\x16.broker.v1.CareContextB\x04\xe2A\x01\x01R\vcareContext\"\xfe\x01\n" +
 	"\x1fAuthorizeSessionRequestResponse\x12$\n" +
 	"\rauthorization\x18\x01 \x01(\tR\rauthorization\x12\x12\n" +
 	"\x04dpop\x18\x02 \x01(\tR\x04dpop\x123\n" +
 	"\n" +
 	"token_type\x18\x03 \x01(\x0e2\x14.broker.v1.TokenTypeR\ttokenType\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"8\n" +
+	"expireTime\x12/\n" +
+	"\aheaders\x18\x05 \x03(\v2\x15.broker.v1.HttpHeaderR\aheaders\"8\n" +
 	"\x11EndSessionRequest\x12#\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\".\n" +
@@ -1699,7 +2081,7 @@ func file_broker_v1_token_broker_service_proto_rawDescGZIP() []byte {
 }
 
 var file_broker_v1_token_broker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_broker_v1_token_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_broker_v1_token_broker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_broker_v1_token_broker_service_proto_goTypes = []any{
 	(TokenType)(0),                          // 0: broker.v1.TokenType
 	(*AccessToken)(nil),                     // 1: broker.v1.AccessToken
@@ -1707,71 +2089,81 @@ var file_broker_v1_token_broker_service_proto_goTypes = []any{
 	(*GetTokenResponse)(nil),                // 3: broker.v1.GetTokenResponse
 	(*AuthorizeRequestRequest)(nil),         // 4: broker.v1.AuthorizeRequestRequest
 	(*AuthorizeRequestResponse)(nil),        // 5: broker.v1.AuthorizeRequestResponse
-	(*WatchTokenRequest)(nil),               // 6: broker.v1.WatchTokenRequest
-	(*WatchTokenResponse)(nil),              // 7: broker.v1.WatchTokenResponse
-	(*ExchangeTokenRequest)(nil),            // 8: broker.v1.ExchangeTokenRequest
-	(*ExchangeTokenResponse)(nil),           // 9: broker.v1.ExchangeTokenResponse
-	(*StartLoginRequest)(nil),               // 10: broker.v1.StartLoginRequest
-	(*StartLoginResponse)(nil),              // 11: broker.v1.StartLoginResponse
-	(*CompleteLoginRequest)(nil),            // 12: broker.v1.CompleteLoginRequest
-	(*CompleteLoginResponse)(nil),           // 13: broker.v1.CompleteLoginResponse
-	(*UserSession)(nil),                     // 14: broker.v1.UserSession
-	(*User)(nil),                            // 15: broker.v1.User
-	(*GetSessionTokenRequest)(nil),          // 16: broker.v1.GetSessionTokenRequest
-	(*GetSessionTokenResponse)(nil),         // 17: broker.v1.GetSessionTokenResponse
-	(*AuthorizeSessionRequestRequest)(nil),  // 18: broker.v1.AuthorizeSessionRequestRequest
-	(*AuthorizeSessionRequestResponse)(nil), // 19: broker.v1.AuthorizeSessionRequestResponse
-	(*EndSessionRequest)(nil),               // 20: broker.v1.EndSessionRequest
-	(*EndSessionResponse)(nil),              // 21: broker.v1.EndSessionResponse
-	(*GetBrokerInfoRequest)(nil),            // 22: broker.v1.GetBrokerInfoRequest
-	(*GetBrokerInfoResponse)(nil),           // 23: broker.v1.GetBrokerInfoResponse
-	(*timestamppb.Timestamp)(nil),           // 24: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),             // 25: google.protobuf.Duration
+	(*HttpHeader)(nil),                      // 6: broker.v1.HttpHeader
+	(*CareContext)(nil),                     // 7: broker.v1.CareContext
+	(*Practitioner)(nil),                    // 8: broker.v1.Practitioner
+	(*CareRelationship)(nil),                // 9: broker.v1.CareRelationship
+	(*WatchTokenRequest)(nil),               // 10: broker.v1.WatchTokenRequest
+	(*WatchTokenResponse)(nil),              // 11: broker.v1.WatchTokenResponse
+	(*ExchangeTokenRequest)(nil),            // 12: broker.v1.ExchangeTokenRequest
+	(*ExchangeTokenResponse)(nil),           // 13: broker.v1.ExchangeTokenResponse
+	(*StartLoginRequest)(nil),               // 14: broker.v1.StartLoginRequest
+	(*StartLoginResponse)(nil),              // 15: broker.v1.StartLoginResponse
+	(*CompleteLoginRequest)(nil),            // 16: broker.v1.CompleteLoginRequest
+	(*CompleteLoginResponse)(nil),           // 17: broker.v1.CompleteLoginResponse
+	(*UserSession)(nil),                     // 18: broker.v1.UserSession
+	(*User)(nil),                            // 19: broker.v1.User
+	(*GetSessionTokenRequest)(nil),          // 20: broker.v1.GetSessionTokenRequest
+	(*GetSessionTokenResponse)(nil),         // 21: broker.v1.GetSessionTokenResponse
+	(*AuthorizeSessionRequestRequest)(nil),  // 22: broker.v1.AuthorizeSessionRequestRequest
+	(*AuthorizeSessionRequestResponse)(nil), // 23: broker.v1.AuthorizeSessionRequestResponse
+	(*EndSessionRequest)(nil),               // 24: broker.v1.EndSessionRequest
+	(*EndSessionResponse)(nil),              // 25: broker.v1.EndSessionResponse
+	(*GetBrokerInfoRequest)(nil),            // 26: broker.v1.GetBrokerInfoRequest
+	(*GetBrokerInfoResponse)(nil),           // 27: broker.v1.GetBrokerInfoResponse
+	(*timestamppb.Timestamp)(nil),           // 28: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 29: google.protobuf.Duration
 }
 var file_broker_v1_token_broker_service_proto_depIdxs = []int32{
 	0,  // 0: broker.v1.AccessToken.token_type:type_name -> broker.v1.TokenType
-	24, // 1: broker.v1.AccessToken.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 2: broker.v1.GetTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	28, // 1: broker.v1.AccessToken.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 2: broker.v1.GetTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	1,  // 3: broker.v1.GetTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	25, // 4: broker.v1.AuthorizeRequestRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
-	0,  // 5: broker.v1.AuthorizeRequestResponse.token_type:type_name -> broker.v1.TokenType
-	24, // 6: broker.v1.AuthorizeRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
-	1,  // 7: broker.v1.WatchTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	25, // 8: broker.v1.ExchangeTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
-	1,  // 9: broker.v1.ExchangeTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	24, // 10: broker.v1.StartLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
-	14, // 11: broker.v1.CompleteLoginResponse.session:type_name -> broker.v1.UserSession
-	15, // 12: broker.v1.UserSession.user:type_name -> broker.v1.User
-	24, // 13: broker.v1.UserSession.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 14: broker.v1.GetSessionTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
-	1,  // 15: broker.v1.GetSessionTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	0,  // 16: broker.v1.AuthorizeSessionRequestResponse.token_type:type_name -> broker.v1.TokenType
-	24, // 17: broker.v1.AuthorizeSessionRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
-	2,  // 18: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	4,  // 19: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
-	6,  // 20: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
-	8,  // 21: broker.v1.TokenBrokerService.ExchangeToken:input_type -> broker.v1.ExchangeTokenRequest
-	10, // 22: broker.v1.TokenBrokerService.StartLogin:input_type -> broker.v1.StartLoginRequest
-	12, // 23: broker.v1.TokenBrokerService.CompleteLogin:input_type -> broker.v1.CompleteLoginRequest
-	16, // 24: broker.v1.TokenBrokerService.GetSessionToken:input_type -> broker.v1.GetSessionTokenRequest
-	18, // 25: broker.v1.TokenBrokerService.AuthorizeSessionRequest:input_type -> broker.v1.AuthorizeSessionRequestRequest
-	20, // 26: broker.v1.TokenBrokerService.EndSession:input_type -> broker.v1.EndSessionRequest
-	22, // 27: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
-	3,  // 28: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	5,  // 29: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
-	7,  // 30: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
-	9,  // 31: broker.v1.TokenBrokerService.ExchangeToken:output_type -> broker.v1.ExchangeTokenResponse
-	11, // 32: broker.v1.TokenBrokerService.StartLogin:output_type -> broker.v1.StartLoginResponse
-	13, // 33: broker.v1.TokenBrokerService.CompleteLogin:output_type -> broker.v1.CompleteLoginResponse
-	17, // 34: broker.v1.TokenBrokerService.GetSessionToken:output_type -> broker.v1.GetSessionTokenResponse
-	19, // 35: broker.v1.TokenBrokerService.AuthorizeSessionRequest:output_type -> broker.v1.AuthorizeSessionRequestResponse
-	21, // 36: broker.v1.TokenBrokerService.EndSession:output_type -> broker.v1.EndSessionResponse
-	23, // 37: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	29, // 4: broker.v1.AuthorizeRequestRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	7,  // 5: broker.v1.AuthorizeRequestRequest.care_context:type_name -> broker.v1.CareContext
+	0,  // 6: broker.v1.AuthorizeRequestResponse.token_type:type_name -> broker.v1.TokenType
+	28, // 7: broker.v1.AuthorizeRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 8: broker.v1.AuthorizeRequestResponse.headers:type_name -> broker.v1.HttpHeader
+	8,  // 9: broker.v1.CareContext.practitioner:type_name -> broker.v1.Practitioner
+	9,  // 10: broker.v1.CareContext.care_relationship:type_name -> broker.v1.CareRelationship
+	1,  // 11: broker.v1.WatchTokenResponse.access_token:type_name -> broker.v1.AccessToken
+	29, // 12: broker.v1.ExchangeTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	1,  // 13: broker.v1.ExchangeTokenResponse.access_token:type_name -> broker.v1.AccessToken
+	28, // 14: broker.v1.StartLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 15: broker.v1.CompleteLoginResponse.session:type_name -> broker.v1.UserSession
+	19, // 16: broker.v1.UserSession.user:type_name -> broker.v1.User
+	28, // 17: broker.v1.UserSession.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 18: broker.v1.GetSessionTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	1,  // 19: broker.v1.GetSessionTokenResponse.access_token:type_name -> broker.v1.AccessToken
+	7,  // 20: broker.v1.AuthorizeSessionRequestRequest.care_context:type_name -> broker.v1.CareContext
+	0,  // 21: broker.v1.AuthorizeSessionRequestResponse.token_type:type_name -> broker.v1.TokenType
+	28, // 22: broker.v1.AuthorizeSessionRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 23: broker.v1.AuthorizeSessionRequestResponse.headers:type_name -> broker.v1.HttpHeader
+	2,  // 24: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	4,  // 25: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
+	10, // 26: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
+	12, // 27: broker.v1.TokenBrokerService.ExchangeToken:input_type -> broker.v1.ExchangeTokenRequest
+	14, // 28: broker.v1.TokenBrokerService.StartLogin:input_type -> broker.v1.StartLoginRequest
+	16, // 29: broker.v1.TokenBrokerService.CompleteLogin:input_type -> broker.v1.CompleteLoginRequest
+	20, // 30: broker.v1.TokenBrokerService.GetSessionToken:input_type -> broker.v1.GetSessionTokenRequest
+	22, // 31: broker.v1.TokenBrokerService.AuthorizeSessionRequest:input_type -> broker.v1.AuthorizeSessionRequestRequest
+	24, // 32: broker.v1.TokenBrokerService.EndSession:input_type -> broker.v1.EndSessionRequest
+	26, // 33: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
+	3,  // 34: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	5,  // 35: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
+	11, // 36: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	13, // 37: broker.v1.TokenBrokerService.ExchangeToken:output_type -> broker.v1.ExchangeTokenResponse
+	15, // 38: broker.v1.TokenBrokerService.StartLogin:output_type -> broker.v1.StartLoginResponse
+	17, // 39: broker.v1.TokenBrokerService.CompleteLogin:output_type -> broker.v1.CompleteLoginResponse
+	21, // 40: broker.v1.TokenBrokerService.GetSessionToken:output_type -> broker.v1.GetSessionTokenResponse
+	23, // 41: broker.v1.TokenBrokerService.AuthorizeSessionRequest:output_type -> broker.v1.AuthorizeSessionRequestResponse
+	25, // 42: broker.v1.TokenBrokerService.EndSession:output_type -> broker.v1.EndSessionResponse
+	27, // 43: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
+	34, // [34:44] is the sub-list for method output_type
+	24, // [24:34] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_token_broker_service_proto_init() }
@@ -1785,7 +2177,7 @@ func file_broker_v1_token_broker_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_broker_v1_token_broker_service_proto_rawDesc), len(file_broker_v1_token_broker_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

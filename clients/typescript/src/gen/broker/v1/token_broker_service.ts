@@ -119,7 +119,14 @@ export interface AuthorizeRequestRequest {
   /** A `DPoP-Nonce` the resource server sent in its last answer, to put into the proof. */
   dpopNonce: string;
   /** The token must stay valid at least this long. */
-  minRemainingLifetime: Duration | undefined;
+  minRemainingLifetime:
+    | Duration
+    | undefined;
+  /**
+   * Who makes the request, for which patient and why: the broker renders from it the request headers the
+   * target's API wants (its `api_profile`), and refuses a context that lacks what that API requires.
+   */
+  careContext: CareContext | undefined;
 }
 
 /** Response for AuthorizeRequest. */
@@ -131,7 +138,77 @@ export interface AuthorizeRequestResponse {
   /** Bearer or DPoP. */
   tokenType: TokenType;
   /** When the access token inside `authorization` expires. */
-  expireTime: Date | undefined;
+  expireTime:
+    | Date
+    | undefined;
+  /**
+   * Every other header the target's API wants for this request (such as PPS's `person-id` and
+   * `access-basis`), rendered from the care context and encoded as that API documents; set them as given.
+   */
+  headers: HttpHeader[];
+}
+
+/** One HTTP request header. */
+export interface HttpHeader {
+  /** The header's name, such as `person-id`. */
+  name: string;
+  /** Its value, ready to send. */
+  value: string;
+}
+
+/**
+ * The care context of one request to an NHN API: the patient, the practitioner acting, the care
+ * relationship and the access basis, an event id and the calling system. Codes are the short codes of the
+ * code systems NHN names (the broker validates them and adds the systems where an API wants them).
+ */
+export interface CareContext {
+  /** The patient's national id: a fødselsnummer or D-nummer, 11 digits with valid mod-11 check digits. */
+  patientId: string;
+  /** The health personnel making the request. */
+  practitioner:
+    | Practitioner
+    | undefined;
+  /** Why the patient's data is accessed. */
+  careRelationship:
+    | CareRelationship
+    | undefined;
+  /**
+   * The legal basis of the access, as PPS and the journal-document APIs name it: `UNNTAK`, `SAMTYKKE`,
+   * `FORHOYET_SAMTYKKE`, `AKUTT` or `FORHOYET_AKUTT`.
+   */
+  accessBasis: string;
+  /** The id of this user action (a UUID the caller makes), sent as the API's event or correlation id. */
+  eventId: string;
+  /** The calling system's name, as the API's source-system header (3 to 512 characters). */
+  sourceSystem: string;
+}
+
+/** The health personnel making a request. */
+export interface Practitioner {
+  /** The practitioner's HPR number (Helsepersonellregisteret), digits. */
+  hprNumber: string;
+  /** The HPR authorisation (code system 9060), such as `LE` (lege), `SP` (sykepleier). */
+  authorization: string;
+  /** The organisation number (9 digits) of the legal entity the practitioner acts for. */
+  legalEntity: string;
+  /** The organisation number (9 digits) of the point of care (the sub-unit) where the practitioner works. */
+  pointOfCare: string;
+  /** The department's RESH id, where one applies. */
+  department: string;
+}
+
+/** Why a practitioner accesses a patient's data. */
+export interface CareRelationship {
+  /** The healthcare service (code system 8666), such as `01`. */
+  healthcareService: string;
+  /** The purpose of use: `TREAT`, `ETREAT` or `COC`. */
+  purposeOfUse: string;
+  /** Its details (urn:AuditEventHL7Norway/CodeSystem/carerelation), such as `BEHANDLER`. */
+  purposeOfUseDetails: string;
+  /** The id of the access decision for this patient. */
+  decisionRef: string;
+  /** Whether the user made that decision. */
+  userSelected: boolean;
 }
 
 /** Request for WatchToken. */
@@ -268,6 +345,8 @@ export interface AuthorizeSessionRequestRequest {
   url: string;
   /** A `DPoP-Nonce` the resource server sent in its last answer, to put into the proof. */
   dpopNonce: string;
+  /** As in AuthorizeRequest: the headers the target's API wants are rendered from it. */
+  careContext: CareContext | undefined;
 }
 
 /** Response for AuthorizeSessionRequest. */
@@ -279,7 +358,11 @@ export interface AuthorizeSessionRequestResponse {
   /** Bearer or DPoP. */
   tokenType: TokenType;
   /** When the access token inside `authorization` expires. */
-  expireTime: Date | undefined;
+  expireTime:
+    | Date
+    | undefined;
+  /** As in AuthorizeRequest: every other header the target's API wants. */
+  headers: HttpHeader[];
 }
 
 /** Request for EndSession. */
@@ -670,7 +753,15 @@ export const GetTokenResponse: MessageFns<GetTokenResponse> = {
 };
 
 function createBaseAuthorizeRequestRequest(): AuthorizeRequestRequest {
-  return { tenant: "", target: "", httpMethod: "", url: "", dpopNonce: "", minRemainingLifetime: undefined };
+  return {
+    tenant: "",
+    target: "",
+    httpMethod: "",
+    url: "",
+    dpopNonce: "",
+    minRemainingLifetime: undefined,
+    careContext: undefined,
+  };
 }
 
 export const AuthorizeRequestRequest: MessageFns<AuthorizeRequestRequest> = {
@@ -692,6 +783,9 @@ export const AuthorizeRequestRequest: MessageFns<AuthorizeRequestRequest> = {
     }
     if (message.minRemainingLifetime !== undefined) {
       Duration.encode(message.minRemainingLifetime, writer.uint32(50).fork()).join();
+    }
+    if (message.careContext !== undefined) {
+      CareContext.encode(message.careContext, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -757,6 +851,14 @@ export const AuthorizeRequestRequest: MessageFns<AuthorizeRequestRequest> = {
             message.minRemainingLifetime = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.careContext = CareContext.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -789,6 +891,11 @@ export const AuthorizeRequestRequest: MessageFns<AuthorizeRequestRequest> = {
         : isSet(object.min_remaining_lifetime)
         ? Duration.fromJSON(object.min_remaining_lifetime)
         : undefined,
+      careContext: isSet(object.careContext)
+        ? CareContext.fromJSON(object.careContext)
+        : isSet(object.care_context)
+        ? CareContext.fromJSON(object.care_context)
+        : undefined,
     };
   },
 
@@ -812,6 +919,9 @@ export const AuthorizeRequestRequest: MessageFns<AuthorizeRequestRequest> = {
     if (message.minRemainingLifetime !== undefined) {
       obj.minRemainingLifetime = Duration.toJSON(message.minRemainingLifetime);
     }
+    if (message.careContext !== undefined) {
+      obj.careContext = CareContext.toJSON(message.careContext);
+    }
     return obj;
   },
 
@@ -828,12 +938,15 @@ export const AuthorizeRequestRequest: MessageFns<AuthorizeRequestRequest> = {
     message.minRemainingLifetime = (object.minRemainingLifetime !== undefined && object.minRemainingLifetime !== null)
       ? Duration.fromPartial(object.minRemainingLifetime)
       : undefined;
+    message.careContext = (object.careContext !== undefined && object.careContext !== null)
+      ? CareContext.fromPartial(object.careContext)
+      : undefined;
     return message;
   },
 };
 
 function createBaseAuthorizeRequestResponse(): AuthorizeRequestResponse {
-  return { authorization: "", dpop: "", tokenType: 0, expireTime: undefined };
+  return { authorization: "", dpop: "", tokenType: 0, expireTime: undefined, headers: [] };
 }
 
 export const AuthorizeRequestResponse: MessageFns<AuthorizeRequestResponse> = {
@@ -849,6 +962,9 @@ export const AuthorizeRequestResponse: MessageFns<AuthorizeRequestResponse> = {
     }
     if (message.expireTime !== undefined) {
       Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(34).fork()).join();
+    }
+    for (const v of message.headers) {
+      HttpHeader.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -898,6 +1014,14 @@ export const AuthorizeRequestResponse: MessageFns<AuthorizeRequestResponse> = {
             message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.headers.push(HttpHeader.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -924,6 +1048,7 @@ export const AuthorizeRequestResponse: MessageFns<AuthorizeRequestResponse> = {
         : isSet(object.expire_time)
         ? fromJsonTimestamp(object.expire_time)
         : undefined,
+      headers: globalThis.Array.isArray(object?.headers) ? object.headers.map((e: any) => HttpHeader.fromJSON(e)) : [],
     };
   },
 
@@ -941,6 +1066,9 @@ export const AuthorizeRequestResponse: MessageFns<AuthorizeRequestResponse> = {
     if (message.expireTime !== undefined) {
       obj.expireTime = message.expireTime.toISOString();
     }
+    if (message.headers?.length) {
+      obj.headers = message.headers.map((e) => HttpHeader.toJSON(e));
+    }
     return obj;
   },
 
@@ -953,6 +1081,570 @@ export const AuthorizeRequestResponse: MessageFns<AuthorizeRequestResponse> = {
     message.dpop = object.dpop ?? "";
     message.tokenType = object.tokenType ?? 0;
     message.expireTime = object.expireTime ?? undefined;
+    message.headers = object.headers?.map((e) => HttpHeader.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHttpHeader(): HttpHeader {
+  return { name: "", value: "" };
+}
+
+export const HttpHeader: MessageFns<HttpHeader> = {
+  encode(message: HttpHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HttpHeader {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHttpHeader();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HttpHeader {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: HttpHeader): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HttpHeader>, I>>(base?: I): HttpHeader {
+    return HttpHeader.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HttpHeader>, I>>(object: I): HttpHeader {
+    const message = createBaseHttpHeader();
+    message.name = object.name ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseCareContext(): CareContext {
+  return {
+    patientId: "",
+    practitioner: undefined,
+    careRelationship: undefined,
+    accessBasis: "",
+    eventId: "",
+    sourceSystem: "",
+  };
+}
+
+export const CareContext: MessageFns<CareContext> = {
+  encode(message: CareContext, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.patientId !== "") {
+      writer.uint32(10).string(message.patientId);
+    }
+    if (message.practitioner !== undefined) {
+      Practitioner.encode(message.practitioner, writer.uint32(18).fork()).join();
+    }
+    if (message.careRelationship !== undefined) {
+      CareRelationship.encode(message.careRelationship, writer.uint32(26).fork()).join();
+    }
+    if (message.accessBasis !== "") {
+      writer.uint32(34).string(message.accessBasis);
+    }
+    if (message.eventId !== "") {
+      writer.uint32(42).string(message.eventId);
+    }
+    if (message.sourceSystem !== "") {
+      writer.uint32(50).string(message.sourceSystem);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CareContext {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCareContext();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.patientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.practitioner = Practitioner.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.careRelationship = CareRelationship.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.accessBasis = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.sourceSystem = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CareContext {
+    return {
+      patientId: isSet(object.patientId)
+        ? globalThis.String(object.patientId)
+        : isSet(object.patient_id)
+        ? globalThis.String(object.patient_id)
+        : "",
+      practitioner: isSet(object.practitioner) ? Practitioner.fromJSON(object.practitioner) : undefined,
+      careRelationship: isSet(object.careRelationship)
+        ? CareRelationship.fromJSON(object.careRelationship)
+        : isSet(object.care_relationship)
+        ? CareRelationship.fromJSON(object.care_relationship)
+        : undefined,
+      accessBasis: isSet(object.accessBasis)
+        ? globalThis.String(object.accessBasis)
+        : isSet(object.access_basis)
+        ? globalThis.String(object.access_basis)
+        : "",
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      sourceSystem: isSet(object.sourceSystem)
+        ? globalThis.String(object.sourceSystem)
+        : isSet(object.source_system)
+        ? globalThis.String(object.source_system)
+        : "",
+    };
+  },
+
+  toJSON(message: CareContext): unknown {
+    const obj: any = {};
+    if (message.patientId !== "") {
+      obj.patientId = message.patientId;
+    }
+    if (message.practitioner !== undefined) {
+      obj.practitioner = Practitioner.toJSON(message.practitioner);
+    }
+    if (message.careRelationship !== undefined) {
+      obj.careRelationship = CareRelationship.toJSON(message.careRelationship);
+    }
+    if (message.accessBasis !== "") {
+      obj.accessBasis = message.accessBasis;
+    }
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.sourceSystem !== "") {
+      obj.sourceSystem = message.sourceSystem;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CareContext>, I>>(base?: I): CareContext {
+    return CareContext.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CareContext>, I>>(object: I): CareContext {
+    const message = createBaseCareContext();
+    message.patientId = object.patientId ?? "";
+    message.practitioner = (object.practitioner !== undefined && object.practitioner !== null)
+      ? Practitioner.fromPartial(object.practitioner)
+      : undefined;
+    message.careRelationship = (object.careRelationship !== undefined && object.careRelationship !== null)
+      ? CareRelationship.fromPartial(object.careRelationship)
+      : undefined;
+    message.accessBasis = object.accessBasis ?? "";
+    message.eventId = object.eventId ?? "";
+    message.sourceSystem = object.sourceSystem ?? "";
+    return message;
+  },
+};
+
+function createBasePractitioner(): Practitioner {
+  return { hprNumber: "", authorization: "", legalEntity: "", pointOfCare: "", department: "" };
+}
+
+export const Practitioner: MessageFns<Practitioner> = {
+  encode(message: Practitioner, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hprNumber !== "") {
+      writer.uint32(10).string(message.hprNumber);
+    }
+    if (message.authorization !== "") {
+      writer.uint32(18).string(message.authorization);
+    }
+    if (message.legalEntity !== "") {
+      writer.uint32(26).string(message.legalEntity);
+    }
+    if (message.pointOfCare !== "") {
+      writer.uint32(34).string(message.pointOfCare);
+    }
+    if (message.department !== "") {
+      writer.uint32(42).string(message.department);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Practitioner {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePractitioner();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hprNumber = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.authorization = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.legalEntity = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pointOfCare = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.department = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Practitioner {
+    return {
+      hprNumber: isSet(object.hprNumber)
+        ? globalThis.String(object.hprNumber)
+        : isSet(object.hpr_number)
+        ? globalThis.String(object.hpr_number)
+        : "",
+      authorization: isSet(object.authorization) ? globalThis.String(object.authorization) : "",
+      legalEntity: isSet(object.legalEntity)
+        ? globalThis.String(object.legalEntity)
+        : isSet(object.legal_entity)
+        ? globalThis.String(object.legal_entity)
+        : "",
+      pointOfCare: isSet(object.pointOfCare)
+        ? globalThis.String(object.pointOfCare)
+        : isSet(object.point_of_care)
+        ? globalThis.String(object.point_of_care)
+        : "",
+      department: isSet(object.department) ? globalThis.String(object.department) : "",
+    };
+  },
+
+  toJSON(message: Practitioner): unknown {
+    const obj: any = {};
+    if (message.hprNumber !== "") {
+      obj.hprNumber = message.hprNumber;
+    }
+    if (message.authorization !== "") {
+      obj.authorization = message.authorization;
+    }
+    if (message.legalEntity !== "") {
+      obj.legalEntity = message.legalEntity;
+    }
+    if (message.pointOfCare !== "") {
+      obj.pointOfCare = message.pointOfCare;
+    }
+    if (message.department !== "") {
+      obj.department = message.department;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Practitioner>, I>>(base?: I): Practitioner {
+    return Practitioner.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Practitioner>, I>>(object: I): Practitioner {
+    const message = createBasePractitioner();
+    message.hprNumber = object.hprNumber ?? "";
+    message.authorization = object.authorization ?? "";
+    message.legalEntity = object.legalEntity ?? "";
+    message.pointOfCare = object.pointOfCare ?? "";
+    message.department = object.department ?? "";
+    return message;
+  },
+};
+
+function createBaseCareRelationship(): CareRelationship {
+  return { healthcareService: "", purposeOfUse: "", purposeOfUseDetails: "", decisionRef: "", userSelected: false };
+}
+
+export const CareRelationship: MessageFns<CareRelationship> = {
+  encode(message: CareRelationship, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.healthcareService !== "") {
+      writer.uint32(10).string(message.healthcareService);
+    }
+    if (message.purposeOfUse !== "") {
+      writer.uint32(18).string(message.purposeOfUse);
+    }
+    if (message.purposeOfUseDetails !== "") {
+      writer.uint32(26).string(message.purposeOfUseDetails);
+    }
+    if (message.decisionRef !== "") {
+      writer.uint32(34).string(message.decisionRef);
+    }
+    if (message.userSelected !== false) {
+      writer.uint32(40).bool(message.userSelected);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CareRelationship {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCareRelationship();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.healthcareService = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.purposeOfUse = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.purposeOfUseDetails = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.decisionRef = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.userSelected = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CareRelationship {
+    return {
+      healthcareService: isSet(object.healthcareService)
+        ? globalThis.String(object.healthcareService)
+        : isSet(object.healthcare_service)
+        ? globalThis.String(object.healthcare_service)
+        : "",
+      purposeOfUse: isSet(object.purposeOfUse)
+        ? globalThis.String(object.purposeOfUse)
+        : isSet(object.purpose_of_use)
+        ? globalThis.String(object.purpose_of_use)
+        : "",
+      purposeOfUseDetails: isSet(object.purposeOfUseDetails)
+        ? globalThis.String(object.purposeOfUseDetails)
+        : isSet(object.purpose_of_use_details)
+        ? globalThis.String(object.purpose_of_use_details)
+        : "",
+      decisionRef: isSet(object.decisionRef)
+        ? globalThis.String(object.decisionRef)
+        : isSet(object.decision_ref)
+        ? globalThis.String(object.decision_ref)
+        : "",
+      userSelected: isSet(object.userSelected)
+        ? globalThis.Boolean(object.userSelected)
+        : isSet(object.user_selected)
+        ? globalThis.Boolean(object.user_selected)
+        : false,
+    };
+  },
+
+  toJSON(message: CareRelationship): unknown {
+    const obj: any = {};
+    if (message.healthcareService !== "") {
+      obj.healthcareService = message.healthcareService;
+    }
+    if (message.purposeOfUse !== "") {
+      obj.purposeOfUse = message.purposeOfUse;
+    }
+    if (message.purposeOfUseDetails !== "") {
+      obj.purposeOfUseDetails = message.purposeOfUseDetails;
+    }
+    if (message.decisionRef !== "") {
+      obj.decisionRef = message.decisionRef;
+    }
+    if (message.userSelected !== false) {
+      obj.userSelected = message.userSelected;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CareRelationship>, I>>(base?: I): CareRelationship {
+    return CareRelationship.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CareRelationship>, I>>(object: I): CareRelationship {
+    const message = createBaseCareRelationship();
+    message.healthcareService = object.healthcareService ?? "";
+    message.purposeOfUse = object.purposeOfUse ?? "";
+    message.purposeOfUseDetails = object.purposeOfUseDetails ?? "";
+    message.decisionRef = object.decisionRef ?? "";
+    message.userSelected = object.userSelected ?? false;
     return message;
   },
 };
@@ -2261,7 +2953,7 @@ export const GetSessionTokenResponse: MessageFns<GetSessionTokenResponse> = {
 };
 
 function createBaseAuthorizeSessionRequestRequest(): AuthorizeSessionRequestRequest {
-  return { sessionId: "", target: "", httpMethod: "", url: "", dpopNonce: "" };
+  return { sessionId: "", target: "", httpMethod: "", url: "", dpopNonce: "", careContext: undefined };
 }
 
 export const AuthorizeSessionRequestRequest: MessageFns<AuthorizeSessionRequestRequest> = {
@@ -2280,6 +2972,9 @@ export const AuthorizeSessionRequestRequest: MessageFns<AuthorizeSessionRequestR
     }
     if (message.dpopNonce !== "") {
       writer.uint32(42).string(message.dpopNonce);
+    }
+    if (message.careContext !== undefined) {
+      CareContext.encode(message.careContext, writer.uint32(50).fork()).join();
     }
     return writer;
   },
@@ -2337,6 +3032,14 @@ export const AuthorizeSessionRequestRequest: MessageFns<AuthorizeSessionRequestR
             message.dpopNonce = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.careContext = CareContext.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2368,6 +3071,11 @@ export const AuthorizeSessionRequestRequest: MessageFns<AuthorizeSessionRequestR
         : isSet(object.dpop_nonce)
         ? globalThis.String(object.dpop_nonce)
         : "",
+      careContext: isSet(object.careContext)
+        ? CareContext.fromJSON(object.careContext)
+        : isSet(object.care_context)
+        ? CareContext.fromJSON(object.care_context)
+        : undefined,
     };
   },
 
@@ -2388,6 +3096,9 @@ export const AuthorizeSessionRequestRequest: MessageFns<AuthorizeSessionRequestR
     if (message.dpopNonce !== "") {
       obj.dpopNonce = message.dpopNonce;
     }
+    if (message.careContext !== undefined) {
+      obj.careContext = CareContext.toJSON(message.careContext);
+    }
     return obj;
   },
 
@@ -2403,12 +3114,15 @@ export const AuthorizeSessionRequestRequest: MessageFns<AuthorizeSessionRequestR
     message.httpMethod = object.httpMethod ?? "";
     message.url = object.url ?? "";
     message.dpopNonce = object.dpopNonce ?? "";
+    message.careContext = (object.careContext !== undefined && object.careContext !== null)
+      ? CareContext.fromPartial(object.careContext)
+      : undefined;
     return message;
   },
 };
 
 function createBaseAuthorizeSessionRequestResponse(): AuthorizeSessionRequestResponse {
-  return { authorization: "", dpop: "", tokenType: 0, expireTime: undefined };
+  return { authorization: "", dpop: "", tokenType: 0, expireTime: undefined, headers: [] };
 }
 
 export const AuthorizeSessionRequestResponse: MessageFns<AuthorizeSessionRequestResponse> = {
@@ -2424,6 +3138,9 @@ export const AuthorizeSessionRequestResponse: MessageFns<AuthorizeSessionRequest
     }
     if (message.expireTime !== undefined) {
       Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(34).fork()).join();
+    }
+    for (const v of message.headers) {
+      HttpHeader.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2473,6 +3190,14 @@ export const AuthorizeSessionRequestResponse: MessageFns<AuthorizeSessionRequest
             message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.headers.push(HttpHeader.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2499,6 +3224,7 @@ export const AuthorizeSessionRequestResponse: MessageFns<AuthorizeSessionRequest
         : isSet(object.expire_time)
         ? fromJsonTimestamp(object.expire_time)
         : undefined,
+      headers: globalThis.Array.isArray(object?.headers) ? object.headers.map((e: any) => HttpHeader.fromJSON(e)) : [],
     };
   },
 
@@ -2516,6 +3242,9 @@ export const AuthorizeSessionRequestResponse: MessageFns<AuthorizeSessionRequest
     if (message.expireTime !== undefined) {
       obj.expireTime = message.expireTime.toISOString();
     }
+    if (message.headers?.length) {
+      obj.headers = message.headers.map((e) => HttpHeader.toJSON(e));
+    }
     return obj;
   },
 
@@ -2530,6 +3259,7 @@ export const AuthorizeSessionRequestResponse: MessageFns<AuthorizeSessionRequest
     message.dpop = object.dpop ?? "";
     message.tokenType = object.tokenType ?? 0;
     message.expireTime = object.expireTime ?? undefined;
+    message.headers = object.headers?.map((e) => HttpHeader.fromPartial(e)) || [];
     return message;
   },
 };
