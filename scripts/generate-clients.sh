@@ -84,5 +84,5 @@ mkdir -p "$ts_out"
 "${protoc[@]}" \
   --plugin=protoc-gen-ts_proto="$root/$TS_DIR/node_modules/.bin/protoc-gen-ts_proto" \
   --ts_proto_out="$ts_out" \
-  --ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,emitImportedFiles=false \
+  --ts_proto_opt=outputServices=grpc-js,env=node,esModuleInterop=true,emitImportedFiles=false,importSuffix=.js \
   "${protos[@]}" google/protobuf/{any,duration,timestamp}.proto google/rpc/{status,error_details}.proto

@@ -1,43 +1,43 @@
 /**
- * TypeScript client of the HelseID token broker.
+ * TypeScript client of the HelseID token broker (proto package `broker.v1`).
  *
- * `TokenBrokerServiceClient` and the messages come from `./gen`, which scripts/generate-clients.sh
- * generates from protos/ (ts-proto on @grpc/grpc-js); never edit it by hand. This file adds one helper:
- * reading the broker's `ErrorInfo` from a failed call.
+ * - `TokenSource`: a locally cached token fed by WatchToken (`await source.token()`).
+ * - `createFetch` / `brokerFetch`: a `fetch` that authorizes each request through the broker (DPoP proof,
+ *   headers, one nonce retry, nonce memory per origin).
+ * - `connect`: the generated `TokenBrokerServiceClient` with address, credential and TLS from the options
+ *   and the environment (`HELSEID_BROKER_ADDR`, `HELSEID_BROKER_CREDENTIAL`).
+ * - `BrokerError`: a failed call with its gRPC `code`, the broker's `reason` and `retryDelayMs`.
+ *
+ * The stubs and messages in `./gen` are generated from protos/ by scripts/generate-clients.sh (ts-proto on
+ * @grpc/grpc-js); never edit them by hand.
  */
-import type { ServiceError } from "@grpc/grpc-js";
+export * from "./gen/broker/v1/token_broker_service.js";
+export { ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details.js";
+export { BrokerError, Code, ERROR_DOMAIN, errorInfo } from "./errors.js";
+export {
+  ADDRESS_ENV,
+  brokerAddress,
+  connect,
+  type ConnectOptions,
+  CREDENTIAL_ENV,
+  credentialInterceptor,
+  DEFAULT_ADDRESS,
+  isLoopback,
+  type TlsOptions,
+  unary,
+} from "./connection.js";
+export { TokenSource, type TokenSourceOptions, type TokenSourceStats } from "./token-source.js";
+export {
+  type BrokerFetch,
+  brokerFetch,
+  type BrokerRequestInit,
+  closeBrokerFetch,
+  createFetch,
+  dpopChallenge,
+  type FetchOptions,
+  isNonceChallenge,
+  type NonceStore,
+} from "./fetch.js";
 
-import { ErrorInfo } from "./gen/google/rpc/error_details";
-import { Status } from "./gen/google/rpc/status";
-
-export * from "./gen/broker/v1/token_broker_service";
-export { ErrorInfo } from "./gen/google/rpc/error_details";
-
-/** The `google.rpc.ErrorInfo` domain of every error the broker returns. */
-export const ERROR_DOMAIN = "broker.helseid";
-
-const ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo";
-
-/**
- * Returns the `ErrorInfo` that the broker attaches to every error status (AIP-193), or `undefined` when
- * `err` carries none. grpc-js leaves the `google.rpc.Status` packed in the `grpc-status-details-bin`
- * trailer; this decodes it. Branch on `reason` (stable, such as `TENANT_NOT_FOUND`), never on the message;
- * `metadata` holds the values the message names.
- */
-export function errorInfo(err: ServiceError): ErrorInfo | undefined {
-  for (const packed of err.metadata?.get("grpc-status-details-bin") ?? []) {
-    if (typeof packed === "string") {
-      continue; // binary (-bin) metadata values are always Buffers; a string is not a Status
-    }
-    for (const detail of Status.decode(packed).details) {
-      if (detail.typeUrl !== ERROR_INFO_TYPE_URL) {
-        continue;
-      }
-      const info = ErrorInfo.decode(detail.value);
-      if (info.domain === ERROR_DOMAIN) {
-        return info;
-      }
-    }
-  }
-  return undefined;
-}
+/** This client's version; its major version follows the proto package (`broker.v1`). */
+export const VERSION = "1.0.0";

@@ -18,13 +18,13 @@ import {
   GetTokenRequest,
   TokenBrokerServiceClient,
   TokenType,
-} from "../src/index";
+} from "../src/index.js";
 
 const TENANT = "demo";
 const TARGET = "demo-api";
 
 // An unset BROKER_ADDR fails every test: a skipped client test would hide a broken set-up on CI.
-const address = process.env.BROKER_ADDR ?? "";
+const address = process.env.BROKER_ADDR ?? process.env.HELSEID_BROKER_ADDR ?? "";
 const client = address ? new TokenBrokerServiceClient(address, credentials.createInsecure()) : undefined;
 after(() => client?.close());
 

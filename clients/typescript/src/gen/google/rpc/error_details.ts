@@ -6,7 +6,7 @@
 
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { Duration } from "../protobuf/duration";
+import { Duration } from "../protobuf/duration.js";
 
 export const protobufPackage = "google.rpc";
 

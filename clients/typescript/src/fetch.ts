@@ -1,0 +1,241 @@
+/**
+ * A `fetch`-compatible wrapper: every request gets its `Authorization`, `DPoP` and API headers from the
+ * broker's `AuthorizeRequest` (or `AuthorizeSessionRequest`), with the last `DPoP-Nonce` the origin sent.
+ * A `use_dpop_nonce` challenge (401 or 400 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a
+ * `DPoP-Nonce` header) is retried exactly once with the new nonce; the body is buffered so it can be sent
+ * twice.
+ */
+import {
+  AuthorizeRequestRequest,
+  AuthorizeSessionRequestRequest,
+  type CareContext,
+  type HttpHeader,
+  type TokenBrokerServiceClient,
+} from "./gen/broker/v1/token_broker_service.js";
+import { connect, type ConnectOptions, DEFAULT_DEADLINE_MS, unary } from "./connection.js";
+
+/** `RequestInit` plus the per-request care context. */
+export interface BrokerRequestInit extends RequestInit {
+  /** The care context of this request (patient, practitioner, ...): overrides the wrapper's default. */
+  careContext?: CareContext;
+}
+
+/** A function with the global `fetch`'s signature that authorizes each request through the broker. */
+export interface BrokerFetch {
+  (input: string | URL | Request, init?: BrokerRequestInit): Promise<Response>;
+  /** The nonce memory, by origin. */
+  readonly nonces: NonceStore;
+  /** Closes the broker connection if the wrapper opened it. */
+  close(): void;
+}
+
+/** Remembers the last `DPoP-Nonce` per origin (`https://host:port`). */
+export interface NonceStore {
+  get(origin: string): string | undefined;
+  set(origin: string, nonce: string): void;
+}
+
+export interface FetchOptions extends ConnectOptions {
+  /** The tenant and target of `AuthorizeRequest`. */
+  tenant?: string;
+  target: string;
+  /** Use a user's session (`AuthorizeSessionRequest`) instead of a tenant's token. */
+  sessionId?: string;
+  /** A care context for every request that does not give its own. */
+  careContext?: CareContext;
+  /** A client to share; default: `connect(options)`, closed by `close()`. */
+  client?: TokenBrokerServiceClient;
+  /** The fetch that sends the requests (default: the global `fetch`). */
+  fetch?: (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+  /** Nonce memory to share between wrappers (default: a new `Map` per wrapper). */
+  nonces?: NonceStore;
+  /** Deadline of an AuthorizeRequest call (default 10 s). */
+  deadlineMs?: number;
+}
+
+interface Authorization {
+  authorization: string;
+  dpop: string;
+  headers: HttpHeader[];
+}
+
+/**
+ * Parses `WWW-Authenticate` and returns the parameters of its `DPoP` challenge (names in lower case), or
+ * `undefined` when there is none. Handles several challenges in one header and quoted strings.
+ */
+export function dpopChallenge(header: string | null): Record<string, string> | undefined {
+  if (!header) {
+    return undefined;
+  }
+  const re = /\s*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)|([!#$%&'*+.^_`|~0-9A-Za-z-]+=*)|,)/gy;
+  let scheme: string | undefined;
+  let params: Record<string, string> = {};
+  let found: Record<string, string> | undefined;
+  let m: RegExpExecArray | null;
+  let pos = 0;
+  const flush = () => {
+    if (scheme?.toLowerCase() === "dpop" && found === undefined) {
+      found = params;
+    }
+  };
+  while (pos < header.length && (m = re.exec(header)) !== null) {
+    pos = re.lastIndex;
+    if (m[1] !== undefined) {
+      const raw = m[2] ?? "";
+      params[m[1].toLowerCase()] = raw.startsWith('"') ? raw.slice(1, -1).replace(/\\(.)/g, "$1") : raw;
+    } else if (m[3] !== undefined) {
+      if (m[3].includes("=")) {
+        continue; // a token68 (Basic/Bearer credentials form); not a new challenge
+      }
+      flush();
+      scheme = m[3];
+      params = {};
+    }
+  }
+  flush();
+  return found;
+}
+
+/** Whether a response is a DPoP nonce challenge (RFC 9449 section 9 and 8). */
+export function isNonceChallenge(response: Response): boolean {
+  if (response.status !== 401 && response.status !== 400) {
+    return false;
+  }
+  if (!response.headers.get("dpop-nonce")) {
+    return false;
+  }
+  return dpopChallenge(response.headers.get("www-authenticate"))?.error === "use_dpop_nonce";
+}
+
+/**
+ * Makes a `fetch` that authorizes each request through the broker: `AuthorizeRequest(tenant, target,
+ * method, url, nonce, careContext)` (or `AuthorizeSessionRequest` with `sessionId`), the answer's headers
+ * set on the request, a single retry on a nonce challenge, and the origin's nonce remembered.
+ */
+export function createFetch(options: FetchOptions): BrokerFetch {
+  if (!options.sessionId && !options.tenant) {
+    throw new Error("createFetch needs a tenant (or a sessionId)");
+  }
+  const ownsClient = options.client === undefined;
+  const client = options.client ?? connect(options);
+  const send = options.fetch ?? globalThis.fetch;
+  const nonces: NonceStore = options.nonces ?? new Map<string, string>();
+  const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+
+  const authorize = async (
+    method: string,
+    url: string,
+    nonce: string | undefined,
+    careContext: CareContext | undefined,
+  ): Promise<Authorization> => {
+    if (options.sessionId) {
+      const request = AuthorizeSessionRequestRequest.fromPartial({
+        sessionId: options.sessionId,
+        target: options.target,
+        httpMethod: method,
+        url,
+        dpopNonce: nonce ?? "",
+        careContext,
+      });
+      return unary(client, client.authorizeSessionRequest, request, deadlineMs);
+    }
+    const request = AuthorizeRequestRequest.fromPartial({
+      tenant: options.tenant,
+      target: options.target,
+      httpMethod: method,
+      url,
+      dpopNonce: nonce ?? "",
+      careContext,
+    });
+    return unary(client, client.authorizeRequest, request, deadlineMs);
+  };
+
+  const brokerFetch = async (input: string | URL | Request, init?: BrokerRequestInit): Promise<Response> => {
+    const { careContext: perRequest, ...rest } = init ?? {};
+    const careContext = perRequest ?? options.careContext;
+    const request = new Request(input, rest);
+    // The body is read once into memory so that a retry can send it again.
+    const body = request.body === null ? null : new Uint8Array(await request.arrayBuffer());
+    const url = request.url;
+    const origin = new URL(url).origin;
+    const method = request.method;
+
+    const attempt = async (nonce: string | undefined): Promise<Response> => {
+      const auth = await authorize(method, url, nonce, careContext);
+      const headers = new Headers(request.headers);
+      headers.set("authorization", auth.authorization);
+      if (auth.dpop) {
+        headers.set("dpop", auth.dpop);
+      } else {
+        headers.delete("dpop");
+      }
+      for (const h of auth.headers) {
+        headers.set(h.name, h.value);
+      }
+      const response = await send(url, {
+        method,
+        headers,
+        body,
+        signal: request.signal,
+        redirect: request.redirect,
+      });
+      const newNonce = response.headers.get("dpop-nonce");
+      if (newNonce) {
+        nonces.set(origin, newNonce);
+      }
+      return response;
+    };
+
+    const first = await attempt(nonces.get(origin));
+    if (!isNonceChallenge(first)) {
+      return first;
+    }
+    await first.body?.cancel().catch(() => undefined);
+    return attempt(first.headers.get("dpop-nonce") ?? undefined);
+  };
+
+  return Object.assign(brokerFetch, {
+    nonces,
+    close(): void {
+      if (ownsClient) {
+        client.close();
+      }
+    },
+  });
+}
+
+let defaultFetches: Map<string, BrokerFetch> | undefined;
+
+/**
+ * One-off form of `createFetch`: `brokerFetch(url, { tenant, target, method, body, careContext })`. The
+ * connection (from the environment) and the nonce memory are shared per tenant and target and live until
+ * `closeBrokerFetch()`.
+ */
+export function brokerFetch(
+  input: string | URL | Request,
+  init: BrokerRequestInit & { tenant: string; target: string },
+): Promise<Response> {
+  const { tenant, target, ...rest } = init;
+  defaultFetches ??= new Map();
+  const key = JSON.stringify([tenant, target]);
+  let f = defaultFetches.get(key);
+  if (f === undefined) {
+    const first = defaultFetches.values().next().value as BrokerFetch | undefined;
+    f = createFetch({ tenant, target, client: sharedClient(), nonces: first?.nonces });
+    defaultFetches.set(key, f);
+  }
+  return f(input, rest);
+}
+
+let shared: TokenBrokerServiceClient | undefined;
+function sharedClient(): TokenBrokerServiceClient {
+  shared ??= connect();
+  return shared;
+}
+
+/** Closes the connection `brokerFetch` opened. */
+export function closeBrokerFetch(): void {
+  shared?.close();
+  shared = undefined;
+  defaultFetches = undefined;
+}
