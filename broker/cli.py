@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from broker import __version__
@@ -62,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the broker (no --config: embedded demo defaults)")
     run.add_argument("--config", type=Path, default=os.environ.get("BROKER_CONFIG"), help="TOML file")
     run.add_argument("--listen", help=f"host:port to serve on (default {DEFAULT_LISTEN})")
+    run.add_argument(
+        "--demo-token-lifetime",
+        type=_seconds,
+        metavar="SECONDS",
+        help="embedded defaults only: the dev authority's token lifetime (default 300; short shows renewals)",
+    )
     run.set_defaults(handler=_run)
 
     add_call_commands(commands)
@@ -80,12 +87,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> timedelta:
+    """A whole number of seconds, at least 10 (the broker's skew and refresh need some lifetime)."""
+    if not text.isdigit() or int(text) < 10:
+        raise argparse.ArgumentTypeError("must be a whole number of seconds, at least 10")
+    return timedelta(seconds=int(text))
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.config is not None and args.demo_token_lifetime is not None:
+        raise CommandError("--demo-token-lifetime is for the embedded defaults only (without --config)")
     if args.config is None:
         from broker.demo import run_demo  # noqa: PLC0415 - the dev authority loads only when used
 
         with bind_failures(args.listen or DEFAULT_LISTEN):
-            asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN))
+            if args.demo_token_lifetime is None:
+                asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN))
+            else:
+                lifetime = args.demo_token_lifetime
+                asyncio.run(run_demo(listen=args.listen or DEFAULT_LISTEN, token_lifetime=lifetime))
         return 0
     # The server stack (OpenTelemetry, the engine) takes a second to import; the client commands skip it.
     from broker.app import run_workers, serve  # noqa: PLC0415

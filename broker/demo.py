@@ -9,11 +9,12 @@ the extra never loads it.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import timedelta
 
 from broker.app import serve
 from broker.config import BrokerConfig, ServerSettings
-from broker.model import Client, Target, Tenancy, Tenant
+from broker.model import Client, Target, Tenancy, Tenant, TokenType
 from broker.protocol import keys
 
 # The one line an operator sees when the defaults cannot start; the import error itself names a module only.
@@ -27,7 +28,7 @@ DEMO_SUPPLIER = "999999999"
 DEMO_TENANT = Tenant(
     name="demo",
     client="demo",
-    targets=("demo-api",),
+    targets=("demo-api", "demo-bearer"),
     orgnr_parent="912345678",
     orgnr_child="998877665",
     sfm_journal_id="6f1d2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b",
@@ -39,6 +40,16 @@ DEMO_TARGET = Target(
     resource="nhn:demo-api",
     allowed_urls=("https://api.demo.test/",),
 )
+DEMO_BEARER_TARGET = Target(
+    name="demo-bearer",
+    scopes=("nhn:demo-bearer/read",),
+    resource="nhn:demo-bearer",
+    token_type=TokenType.BEARER,
+)
+# The dev authority serves a demo API (a resource server checking DPoP as NHN's APIs do) at these paths.
+DEMO_API_PATH = "/demo-api/"
+DEMO_BEARER_PATH = "/demo-bearer/"
+DEFAULT_TOKEN_LIFETIME = timedelta(minutes=5)
 
 
 def _exit_if_extra_missing(missing: ModuleNotFoundError) -> None:
@@ -49,7 +60,8 @@ def _exit_if_extra_missing(missing: ModuleNotFoundError) -> None:
         raise SystemExit(2) from None
 
 
-async def run_demo(*, listen: str) -> None:
+async def run_demo(*, listen: str, token_lifetime: timedelta = DEFAULT_TOKEN_LIFETIME) -> None:
+    """Serves the embedded defaults; `token_lifetime` is the dev authority's (short ones show renewals)."""
     try:
         # Loaded only when the defaults start (see the module doc).
         from devauthority import RegisteredClient, start_dev_authority  # noqa: PLC0415
@@ -65,15 +77,22 @@ async def run_demo(*, listen: str) -> None:
                 jwks={"keys": [keys.public_jwk(signing_key)]},
                 tenancy="multi",
                 organization_number=DEMO_SUPPLIER,
-                allowed_scopes=DEMO_TARGET.scopes,
+                allowed_scopes=(*DEMO_TARGET.scopes, *DEMO_BEARER_TARGET.scopes),
+                require_dpop=False,  # the bearer target's tokens; the DPoP target's come with proofs
             )
         ],
-        token_lifetime=timedelta(minutes=5),
+        token_lifetime=token_lifetime,
     )
     client = Client("demo", DEMO_CLIENT_ID, authority.issuer, Tenancy.MULTI, signing_key, dpop_key)
+    targets = {
+        "demo-api": replace(
+            DEMO_TARGET, allowed_urls=(*DEMO_TARGET.allowed_urls, authority.issuer + DEMO_API_PATH)
+        ),
+        "demo-bearer": replace(DEMO_BEARER_TARGET, allowed_urls=(authority.issuer + DEMO_BEARER_PATH,)),
+    }
     config = BrokerConfig(
         clients={"demo": client},
-        targets={"demo-api": DEMO_TARGET},
+        targets=targets,
         tenants={"demo": DEMO_TENANT},
         server=ServerSettings(listen=listen),
     )
@@ -89,7 +108,9 @@ def _print_welcome(listen: str, port: int, issuer: str) -> None:
     address = f"{listen.rsplit(':', 1)[0]}:{port}"
     print(
         f"broker listening on {address} (embedded defaults: in-memory store, dev authority at {issuer}, "
-        f"tenant 'demo', target 'demo-api')\n"
+        f"tenant 'demo', targets 'demo-api' and 'demo-bearer')\n"
+        f"demo API:      {issuer}{DEMO_API_PATH} (DPoP, demands its nonce), {issuer}{DEMO_BEARER_PATH} "
+        f"(bearer)\n"
         f"get a token:   python -m broker token --address {address} --tenant demo --target demo-api\n"
         f"get headers:   python -m broker token --address {address} --tenant demo --target demo-api "
         f"--url https://api.demo.test/records",

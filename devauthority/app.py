@@ -15,6 +15,7 @@ from aiohttp import web
 
 from .answers import Answer
 from .authority import Authority
+from .demo_api import BEARER_PATH, DPOP_PATH
 from .discovery import AUTHORIZE_PATH, DISCOVERY_PATH, JWKS_PATH, PAR_PATH, REVOCATION_PATH, TOKEN_PATH
 from .registry import RegisteredClient
 from .users import TestUser
@@ -42,6 +43,9 @@ def build_app(authority: Authority) -> web.Application:
     app.router.add_post("/dev/faults", routes.set_faults)
     app.router.add_post("/dev/clients", routes.register_client)
     app.router.add_post("/dev/test-users", routes.register_test_user)
+    app.router.add_route("*", DPOP_PATH + "{tail:.*}", routes.demo_api)
+    app.router.add_route("*", BEARER_PATH + "{tail:.*}", routes.demo_bearer)
+    app.router.add_post("/dev/demo-api/rotate-nonce", routes.rotate_demo_nonce)
     return app
 
 
@@ -85,12 +89,34 @@ class _Routes:
 
     # --- dev-only hooks -------------------------------------------------------------------------------
 
+    async def demo_api(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        answer = self._authority.demo_api.dpop(
+            method=request.method,
+            url=str(request.url),
+            path=request.path,
+            headers=_auth_headers(request),
+            body_bytes=len(body),
+        )
+        return _reply(answer)
+
+    async def demo_bearer(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        answer = self._authority.demo_api.bearer(
+            method=request.method, path=request.path, headers=_auth_headers(request), body_bytes=len(body)
+        )
+        return _reply(answer)
+
+    async def rotate_demo_nonce(self, _: web.Request) -> web.Response:
+        self._authority.demo_api.rotate_nonce()
+        return web.json_response({"rotated": True})
+
     async def stats(self, _: web.Request) -> web.Response:
-        return web.json_response(self._authority.stats.snapshot())
+        return web.json_response(self._authority.snapshot())
 
     async def reset_stats(self, _: web.Request) -> web.Response:
-        self._authority.stats.reset()
-        return web.json_response(self._authority.stats.snapshot())
+        self._authority.reset_stats()
+        return web.json_response(self._authority.snapshot())
 
     async def get_faults(self, _: web.Request) -> web.Response:
         return web.json_response(self._authority.faults.snapshot())
@@ -120,6 +146,10 @@ class _Routes:
         except (ValueError, TypeError) as exc:
             return _error(400, "invalid_request", str(exc))
         return web.json_response({"id": user.id})
+
+
+def _auth_headers(request: web.Request) -> dict[str, list[str]]:
+    return {name: list(request.headers.getall(name, [])) for name in ("Authorization", "DPoP")}
 
 
 async def _form(request: web.Request) -> list[tuple[str, str]] | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .assertions import AssertionVerifier
 from .authorize import AuthorizeEndpoint
+from .demo_api import DemoApi, DemoApiStats
 from .discovery import PAR_PATH, REVOCATION_PATH, TOKEN_PATH, discovery_document
 from .dpop import DPoPVerifier, NonceKeeper
 from .grants import Grant, client_credentials
@@ -55,6 +56,8 @@ class Authority:
         self.faults = Faults()
         self.nonces = NonceKeeper(period_s=nonce_period_s, clock=clock)
         self.tokens = TokenIssuer(issuer=self.issuer, lifetime_s=token_lifetime_s, clock=clock)
+        # A resource server beside the STS, for clients' tests (demo_api.py).
+        self.demo_api = DemoApi(tokens=self.tokens, clock=clock)
         self.logins = LoginStore(clock)
         assertions = AssertionVerifier(
             registry=self.registry, issuer=self.issuer, token_endpoint=self.token_url, clock=clock
@@ -97,6 +100,14 @@ class Authority:
             tokens=self.tokens,
             stats=self.stats,
         )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter: the STS's, and the demo API's under ``demo_api``."""
+        return {**self.stats.snapshot(), "demo_api": self.demo_api.snapshot()}
+
+    def reset_stats(self) -> None:
+        self.stats.reset()
+        self.demo_api.stats = DemoApiStats()
 
     def discovery(self) -> dict[str, Any]:
         return discovery_document(self.issuer, self.grants.keys())

@@ -47,6 +47,12 @@ class NonceKeeper:
         self._rotate()
         return self._current
 
+    def rotate_now(self) -> None:
+        """A new nonce at once, and the previous one invalid (a test hook: a client must re-learn it)."""
+        self._current = _fresh_nonce()
+        self._previous = None
+        self._since = self._clock()
+
     def is_valid(self, nonce: str) -> bool:
         self._rotate()
         candidates = [self._current] if self._previous is None else [self._current, self._previous]
@@ -71,23 +77,36 @@ class VerifiedProof:
     jkt: str
     jti: str
     remember_until: float
+    claims: dict[str, Any]
 
 
 class DPoPVerifier:
     """Checks DPoP proofs sent to one URL (``htu``) of this authority."""
 
-    def __init__(self, *, htu: str, nonces: NonceKeeper, clock: Clock, require_nonce: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        htu: str,
+        nonces: NonceKeeper,
+        clock: Clock,
+        require_nonce: bool = True,
+        window_s: float = PROOF_WINDOW_S,
+    ) -> None:
         # The token endpoint demands a server nonce; PAR does not (RFC 9449 §10 leaves it to the server,
         # and a nonce there would only add a round trip before the user is even sent to log in).
         self._require_nonce = require_nonce
+        self._window_s = window_s
         self._htu = normalize_htu(htu)
         self._nonces = nonces
         self._clock = clock
         self._jose = verifier_registry(max_header_bytes=MAX_PROOF_HEADER_BYTES)
         self._spent = ReplayCache(clock)
 
-    def verify(self, proof: str, *, method: str) -> VerifiedProof:
-        """Verify a proof, or raise ``invalid_dpop_proof`` / ``use_dpop_nonce``. Does not spend its jti."""
+    def verify(self, proof: str, *, method: str, htu: str | None = None) -> VerifiedProof:
+        """Verify a proof, or raise ``invalid_dpop_proof`` / ``use_dpop_nonce``. Does not spend its jti.
+
+        ``htu`` is the request's URL where one verifier serves many (a resource server); default: the
+        verifier's own."""
         try:
             compact = jws.extract_compact(proof.encode("ascii"), registry=self._jose)
         except (JoseError, ValueError, UnicodeError):
@@ -102,7 +121,7 @@ class DPoPVerifier:
             raise _fail("DPoP proof signature does not verify with its jwk")
 
         claims = _payload_object(compact.payload)
-        jti, iat = self._check_claims(claims, method)
+        jti, iat = self._check_claims(claims, method, self._htu if htu is None else normalize_htu(htu))
         # The nonce is checked after everything else, so a challenged client only lacked the nonce.
         nonce = claims.get("nonce")
         if self._require_nonce and (not isinstance(nonce, str) or not self._nonces.is_valid(nonce)):
@@ -113,21 +132,21 @@ class DPoPVerifier:
             )
         if self._spent.seen(jti):
             raise _fail("DPoP proof jti was already used; sign a fresh proof for every request")
-        until = iat + PROOF_WINDOW_S + CLOCK_SKEW_S
-        return VerifiedProof(jkt=key.thumbprint(), jti=jti, remember_until=until)
+        until = iat + self._window_s + CLOCK_SKEW_S
+        return VerifiedProof(jkt=key.thumbprint(), jti=jti, remember_until=until, claims=claims)
 
-    def _check_claims(self, claims: dict[str, Any], method: str) -> tuple[str, float]:
+    def _check_claims(self, claims: dict[str, Any], method: str, expected_htu: str) -> tuple[str, float]:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise _fail("DPoP proof has no jti")
         if claims.get("htm") != method:
             raise _fail(f"DPoP proof htm must be {method}")
         htu = claims.get("htu")
-        if not isinstance(htu, str) or normalize_htu(htu) != self._htu:
-            raise _fail(f"DPoP proof htu must be {self._htu}")
+        if not isinstance(htu, str) or normalize_htu(htu) != expected_htu:
+            raise _fail(f"DPoP proof htu must be {expected_htu}")
         iat = claims.get("iat")
-        if not is_numeric_date(iat) or abs(self._clock() - iat) > PROOF_WINDOW_S:
-            raise _fail(f"DPoP proof iat must be within {PROOF_WINDOW_S} s of the server's time")
+        if not is_numeric_date(iat) or abs(self._clock() - iat) > self._window_s:
+            raise _fail(f"DPoP proof iat must be within {self._window_s:g} s of the server's time")
         return jti, float(iat)
 
     def spend(self, proof: VerifiedProof) -> None:

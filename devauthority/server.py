@@ -50,7 +50,7 @@ class RunningAuthority:
 
     def stats(self) -> dict[str, Any]:
         """The same counters as ``GET /dev/stats``."""
-        return self._authority.stats.snapshot()
+        return self._authority.snapshot()
 
     def jwks(self) -> dict[str, Any]:
         """The authority's public JWKS."""
