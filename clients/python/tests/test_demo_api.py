@@ -140,3 +140,11 @@ def test_sync_token_source(demo: Demo) -> None:
 
 def test_broker_address_from_the_environment(demo: Demo) -> None:
     assert Broker().address == demo.address
+
+
+def test_benchmark_runs(demo: Demo, capsys: pytest.CaptureFixture[str]) -> None:
+    from helseid_broker_client.bench import main  # noqa: PLC0415
+
+    assert main(["--token-calls", "1000", "--requests", "20"]) == 0
+    output = capsys.readouterr().out
+    assert "wrapper overhead" in output and "TokenSource.token()" in output

@@ -105,7 +105,7 @@ class Broker:
                     else:
                         channel = grpc.insecure_channel(self.address, options=self._options)
                     self._channel = channel
-                    self._stub = pb_grpc.TokenBrokerServiceStub(channel)
+                    self._stub = pb_grpc.TokenBrokerServiceStub(channel)  # type: ignore[no-untyped-call]
                 stub = self._stub
         return stub
 
@@ -118,7 +118,7 @@ class Broker:
                 channel = grpc.aio.secure_channel(self.address, self._credentials(), options=self._options)
             else:
                 channel = grpc.aio.insecure_channel(self.address, options=self._options)
-            aio = (loop, channel, pb_grpc.TokenBrokerServiceStub(channel))
+            aio = (loop, channel, pb_grpc.TokenBrokerServiceStub(channel))  # type: ignore[no-untyped-call]
             self._aio = aio
         return aio[2]
 
@@ -133,7 +133,7 @@ class Broker:
         """Closes the asyncio channel of the running loop and the sync channel."""
         aio, self._aio = self._aio, None
         if aio is not None and aio[0] is asyncio.get_running_loop():
-            await aio[1].close()
+            await aio[1].close(None)
         self.close()
 
     def __enter__(self) -> Broker:

@@ -66,7 +66,7 @@ class BrokerAuth(httpx.Auth):
 
     def _retry_nonce(self, origin: str, response: httpx.Response) -> str | None:
         """Remembers the answer's nonce; returns it when the answer asks for a retry with it."""
-        nonce = response.headers.get("DPoP-Nonce")
+        nonce: str | None = response.headers.get("DPoP-Nonce")
         self.nonces.remember(origin, nonce)
         if nonce and is_nonce_challenge(response.status_code, response.headers.get_list("WWW-Authenticate")):
             return nonce
