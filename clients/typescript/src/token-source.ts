@@ -90,7 +90,7 @@ export class TokenSource {
   /** The whole `AccessToken` (type, expiry, scopes, ...), under the same rules as `token()`. */
   async accessToken(): Promise<AccessToken> {
     const cached = this.valid();
-    if (cached) {
+    if (cached && this.state !== "closed") {
       this.stats.cacheHits++;
       return cached;
     }
