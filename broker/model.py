@@ -63,6 +63,9 @@ class Target:
     token_type: TokenType = TokenType.DPOP
     # URL prefixes the broker may mint DPoP proofs for; a proof for any other URL is refused.
     allowed_urls: tuple[str, ...] = ()
+    # Which NHN API it is, so the broker renders that API's request headers from a care context
+    # (protocol/api_headers.py); "none": no headers beyond Authorization and DPoP.
+    api_profile: str = "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,3 +197,37 @@ class ReloadOutcome:
     tokens_dropped: int
     warming: int
     needs_restart: tuple[str, ...]  # settings that changed but take effect only after a restart
+
+
+@dataclass(frozen=True, slots=True)
+class Practitioner:
+    """The health personnel making a request (empty strings: not given)."""
+
+    hpr_number: str = ""
+    authorization: str = ""  # HPR authorisation, code system 9060 (LE, SP, ...)
+    legal_entity: str = ""  # organisation number
+    point_of_care: str = ""  # organisation number
+    department: str = ""  # RESH id
+
+
+@dataclass(frozen=True, slots=True)
+class CareRelationship:
+    """Why a practitioner accesses a patient's data."""
+
+    healthcare_service: str = ""  # code system 8666
+    purpose_of_use: str = ""  # TREAT, ETREAT, COC
+    purpose_of_use_details: str = ""
+    decision_ref: str = ""
+    user_selected: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CareContext:
+    """Who makes one request to an NHN API, for which patient, and why. Health data: never logged."""
+
+    patient_id: str = field(default="", repr=False)  # national id (fnr or dnr)
+    practitioner: Practitioner = Practitioner()
+    care_relationship: CareRelationship = CareRelationship()
+    access_basis: str = ""  # UNNTAK, SAMTYKKE, FORHOYET_SAMTYKKE, AKUTT, FORHOYET_AKUTT
+    event_id: str = ""
+    source_system: str = ""

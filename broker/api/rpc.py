@@ -57,6 +57,7 @@ class Call(Generic[Req]):
     token: str | None = field(default=None, repr=False)
     session_key: str | None = None
     pid: str | None = field(default=None, repr=False)
+    patient: str | None = field(default=None, repr=False)  # a care context's national id
 
     @property
     def caller_name(self) -> str | None:
@@ -269,6 +270,7 @@ class Guard:
             token=call.token,
             session_key=call.session_key,
             pid=call.pid,
+            patient=call.patient,
         )
 
     def _refused(self, rpc: str, call: Call[Any] | None, reason: str) -> None:

@@ -18,11 +18,11 @@ from google.protobuf import timestamp_pb2
 from broker import __version__
 from broker.api import fields, rpc
 from broker.errors import PermissionDeniedError, Reason
-from broker.model import AccessToken, Session, TokenType
+from broker.model import AccessToken, CareContext, CareRelationship, Practitioner, Session, TokenType
 from broker.sessions.exchange import TokenExchanger
 from broker.sessions.login import LoginService, session_key
 from broker.sessions.tokens import SessionTokens
-from broker.tokens.authorize import RequestAuthorizer, check_request, headers_for
+from broker.tokens.authorize import RequestAuthorizer, care_headers, check_request, headers_for
 from broker.tokens.engine import TokenEngine
 from broker.tokens.scheduler import RefreshScheduler
 from broker.v1 import token_broker_service_pb2 as pb
@@ -101,6 +101,7 @@ class TokenBrokerServicer:
             url=request.url,
             dpop_nonce=request.dpop_nonce or None,
             min_remaining=fields.duration(request.min_remaining_lifetime),
+            care=_care_context(call, request),
         )
         call.token = result.token.value
         return pb.AuthorizeRequestResponse(
@@ -108,6 +109,7 @@ class TokenBrokerServicer:
             dpop=result.dpop or "",
             token_type=_TOKEN_TYPES[result.token.token_type],
             expire_time=_expire_time(result.token),
+            headers=_headers(result.headers),
         )
 
     async def watch_token(self, call: rpc.Call[pb.WatchTokenRequest]) -> AsyncIterator[pb.WatchTokenResponse]:
@@ -197,6 +199,7 @@ class TokenBrokerServicer:
             htu=check_request(route, request.http_method, request.url),
             nonce=request.dpop_nonce or None,
             now=self._engine.clock(),
+            extra=care_headers(route, _care_context(call, request)),
         )
         call.token = token.value
         return pb.AuthorizeSessionRequestResponse(
@@ -204,6 +207,7 @@ class TokenBrokerServicer:
             dpop=result.dpop or "",
             token_type=_TOKEN_TYPES[token.token_type],
             expire_time=_expire_time(token),
+            headers=_headers(result.headers),
         )
 
     async def end_session(self, call: rpc.Call[pb.EndSessionRequest]) -> pb.EndSessionResponse:
@@ -273,3 +277,41 @@ def _access_token(token: AccessToken) -> pb.AccessToken:
         rejected_scopes=token.rejected_scopes,
         dpop_jkt=token.jkt or "",
     )
+
+
+def _care_context(
+    call: rpc.Call[Any], request: pb.AuthorizeRequestRequest | pb.AuthorizeSessionRequestRequest
+) -> CareContext | None:
+    """The request's care context in the model, or None; its patient is what the call's audit event
+    records (as a keyed hash, never the id)."""
+    if not request.HasField("care_context"):
+        return None
+    given = request.care_context
+    practitioner, relationship = given.practitioner, given.care_relationship
+    care = CareContext(
+        patient_id=given.patient_id,
+        practitioner=Practitioner(
+            hpr_number=practitioner.hpr_number,
+            authorization=practitioner.authorization,
+            legal_entity=practitioner.legal_entity,
+            point_of_care=practitioner.point_of_care,
+            department=practitioner.department,
+        ),
+        care_relationship=CareRelationship(
+            healthcare_service=relationship.healthcare_service,
+            purpose_of_use=relationship.purpose_of_use,
+            purpose_of_use_details=relationship.purpose_of_use_details,
+            decision_ref=relationship.decision_ref,
+            user_selected=relationship.user_selected,
+        ),
+        access_basis=given.access_basis,
+        event_id=given.event_id,
+        source_system=given.source_system,
+    )
+    if care.patient_id:
+        call.patient = care.patient_id
+    return care
+
+
+def _headers(headers: tuple[tuple[str, str], ...]) -> list[pb.HttpHeader]:
+    return [pb.HttpHeader(name=name, value=value) for name, value in headers]

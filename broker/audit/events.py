@@ -34,6 +34,7 @@ class AuditEvent(NamedTuple):
     subject_id: str | None = None  # the token given to an exchange
     session: str | None = None
     user: str | None = None
+    patient: str | None = None  # keyed hash of the national id in a request's care context
     detail: str | None = None
 
 
@@ -86,5 +87,5 @@ def _cut(value: str) -> str:
     return value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "..."
 
 
-_NAMED = AuditEvent._fields[1:-1]  # event .. user; time_ns and detail are placed apart
+_NAMED = AuditEvent._fields[1:-1]  # event .. patient; time_ns and detail are placed apart
 _PREFIXES = tuple(f',"{name}":' for name in _NAMED)

@@ -68,8 +68,10 @@ class AuditTrail:
         token: str | None = None,
         session_key: str | None = None,
         pid: str | None = None,
+        patient: str | None = None,
     ) -> None:
-        """Records one RPC's event: token, session key and pid come in raw; only their hashes go out."""
+        """Records one RPC's event: token, session key, pid and patient come in raw; only their (keyed)
+        hashes go out."""
         self.add(
             AuditEvent(
                 now_ns(),
@@ -83,6 +85,7 @@ class AuditTrail:
                 None,
                 None if session_key is None else session_ref(session_key),
                 None if pid is None else self._users(pid),
+                None if patient is None else self._users(patient),
             )
         )
 

@@ -176,6 +176,7 @@ def _target(name: str, model: TargetModel) -> Target:
         resource=model.resource,
         token_type=token_type,
         allowed_urls=tuple(model.allowed_urls),
+        api_profile=model.api_profile,
     )
 
 

@@ -63,6 +63,10 @@ class TargetModel(Section):
     resource: Name | None = None
     token_type: Literal["dpop", "bearer", "DPoP", "Bearer"] = "dpop"  # noqa: S105 - a name, not a secret
     allowed_urls: list[UrlPrefix] = Field(default_factory=list)
+    # The NHN API it is: which request headers the broker renders from a care context.
+    api_profile: Literal[
+        "none", "sfm", "pps", "critical-information", "journal-documents", "parek", "kjernejournal"
+    ] = "none"
 
 
 class TenantModel(Section):

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from broker.errors import InvalidRequestError, PermissionDeniedError, Reason
-from broker.model import AccessToken, TokenType
+from broker.model import AccessToken, CareContext, TokenType
 from broker.protocol import rfc3986, rfc9449
+from broker.protocol.api_headers import Header, api_headers
+from broker.protocol.care import check_care_context
 from broker.tokens.engine import TokenEngine
 from broker.tokens.routes import Route
 
@@ -27,6 +29,7 @@ class RequestAuthorization:
     authorization: str
     dpop: str | None
     token: AccessToken
+    headers: tuple[Header, ...] = ()  # what the target's API wants beside them (its api_profile)
 
 
 class RequestAuthorizer:
@@ -44,13 +47,29 @@ class RequestAuthorizer:
         url: str,
         dpop_nonce: str | None = None,
         min_remaining: timedelta = timedelta(0),
+        care: CareContext | None = None,
     ) -> RequestAuthorization:
         route = self._engine.routes.resolve(tenant, target)
         htu = check_request(route, http_method, url)
+        extra = care_headers(route, care)  # a context the API cannot take costs no token fetch
         token = await self._engine.token_for(route, min_remaining, rpc="AuthorizeRequest")
         return headers_for(
-            route, token, http_method=http_method, htu=htu, nonce=dpop_nonce, now=self._engine.clock()
+            route,
+            token,
+            http_method=http_method,
+            htu=htu,
+            nonce=dpop_nonce,
+            now=self._engine.clock(),
+            extra=extra,
         )
+
+
+def care_headers(route: Route, care: CareContext | None) -> tuple[Header, ...]:
+    """The headers of the target's API from a checked care context; InvalidRequestError names every field
+    that breaks its rule or that the API requires and the context lacks."""
+    if care is not None:
+        check_care_context(care)
+    return api_headers(route.target.api_profile, route.target.scopes, care)
 
 
 def check_request(route: Route, http_method: str, url: str) -> str:
@@ -84,11 +103,19 @@ def check_method(http_method: str) -> str:
 
 
 def headers_for(
-    route: Route, token: AccessToken, *, http_method: str, htu: str, nonce: str | None, now: datetime
+    route: Route,
+    token: AccessToken,
+    *,
+    http_method: str,
+    htu: str,
+    nonce: str | None,
+    now: datetime,
+    extra: tuple[Header, ...] = (),
 ) -> RequestAuthorization:
-    """`Authorization` (and for DPoP tokens a `DPoP` proof with `ath`, signed by the client's DPoP key)."""
+    """`Authorization` (and for DPoP tokens a `DPoP` proof with `ath`, signed by the client's DPoP key),
+    with the API's `extra` headers."""
     if token.token_type is TokenType.BEARER:
-        return RequestAuthorization(f"Bearer {token.value}", None, token)
+        return RequestAuthorization(f"Bearer {token.value}", None, token, extra)
     proof = rfc9449.build_dpop_proof(
         route.client.dpop_key,
         htm=http_method.upper(),
@@ -98,7 +125,7 @@ def headers_for(
         nonce=nonce or None,
         access_token=token.value,
     )
-    return RequestAuthorization(f"DPoP {token.value}", proof, token)
+    return RequestAuthorization(f"DPoP {token.value}", proof, token, extra)
 
 
 def is_allowed_url(url: str, allowed_prefixes: tuple[str, ...]) -> bool:

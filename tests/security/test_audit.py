@@ -253,6 +253,10 @@ def test_each_worker_writes_its_own_intact_chain_when_the_broker_runs_two_worker
         config = write_config(tmp_path, sts.issuer, clients, settings, workers=2)
         with broker_process(config, free_port(), stop_signal=signal.SIGINT) as broker:
             wait_until(broker, lambda: _listening(broker), "the broker's port")
+            # The port answers once the first worker listens; on a loaded machine the second may still
+            # be starting, and a stop before it opened its trail would leave one file.
+            trails = tmp_path / "audit"
+            wait_until(broker, lambda: len(list(trails.glob("audit-*.jsonl"))) == 2, "both workers' trails")
             with grpc.insecure_channel(broker.address) as channel:
                 stub = pb_grpc.TokenBrokerServiceStub(channel)  # type: ignore[no-untyped-call]
                 for _ in range(20):
