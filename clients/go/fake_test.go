@@ -318,7 +318,9 @@ func TestFakeTokenSourceNeverHandsOutATokenWithinTheSkew(t *testing.T) {
 
 func TestFakeErrorsAreTyped(t *testing.T) {
 	f := &fakeBroker{}
-	f.watch = func(int, brokerv1.TokenBrokerService_WatchTokenServer) error { return brokerError(codes.ResourceExhausted, "RATE_LIMITED", time.Second) }
+	f.watch = func(int, brokerv1.TokenBrokerService_WatchTokenServer) error {
+		return brokerError(codes.ResourceExhausted, "RATE_LIMITED", time.Second)
+	}
 	client := dialFake(t, f)
 	source := client.TokenSource(context.Background(), "busy", "api")
 	defer source.Close()
