@@ -98,6 +98,17 @@ func (f *fakeBroker) AuthorizeRequest(ctx context.Context, req *brokerv1.Authori
 	return resp, nil
 }
 
+func (f *fakeBroker) AuthorizeSessionRequest(ctx context.Context, req *brokerv1.AuthorizeSessionRequestRequest) (*brokerv1.AuthorizeSessionRequestResponse, error) {
+	f.note(ctx)
+	if req.GetSessionId() != "s-1" {
+		return nil, brokerError(codes.NotFound, "SESSION_NOT_FOUND", 0)
+	}
+	return &brokerv1.AuthorizeSessionRequestResponse{
+		Authorization: "DPoP user", Dpop: "proof nonce=" + req.GetDpopNonce() + " " + req.GetHttpMethod(),
+		TokenType: brokerv1.TokenType_TOKEN_TYPE_DPOP,
+	}, nil
+}
+
 func startFake(t *testing.T, f *fakeBroker) string {
 	t.Helper()
 	if f.lifetime == 0 {
@@ -370,4 +381,24 @@ func TestFakeCallerCredential(t *testing.T) {
 		t.Fatalf("Dial with TLS: %v", err)
 	}
 	_ = remote.Close()
+}
+
+func TestFakeSessionTransport(t *testing.T) {
+	client := dialFake(t, &fakeBroker{})
+	rs := &nonceServer{}
+	server := httptest.NewServer(rs)
+	defer server.Close()
+	session := &http.Client{Transport: client.SessionTransport("s-1", "api", nil)}
+	resp, err := session.Get(server.URL + "/me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if trips := rs.takeTrips(); resp.StatusCode != 200 || trips != 2 {
+		t.Fatalf("status %d after %d trips, want 200 after 2", resp.StatusCode, trips)
+	}
+	_, err = (&http.Client{Transport: client.SessionTransport("gone", "api", nil)}).Get(server.URL)
+	if e := broker.AsError(err); e == nil || e.Reason != "SESSION_NOT_FOUND" {
+		t.Fatalf("error %v, want SESSION_NOT_FOUND", err)
+	}
 }
