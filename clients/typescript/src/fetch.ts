@@ -154,6 +154,7 @@ export function createFetch(options: FetchOptions): BrokerFetch {
     const { careContext: perRequest, ...rest } = init ?? {};
     const careContext = perRequest ?? options.careContext;
     const request = new Request(input, rest);
+    const callerSignal = rest.signal != null || input instanceof Request;
     // The body is read once into memory so that a retry can send it again.
     const body = request.body === null ? null : new Uint8Array(await request.arrayBuffer());
     const url = request.url;
@@ -176,7 +177,8 @@ export function createFetch(options: FetchOptions): BrokerFetch {
         method,
         headers,
         body,
-        signal: request.signal,
+        // The request's own signal only when the caller gave one: following a signal costs time per request.
+        signal: callerSignal ? request.signal : undefined,
         redirect: request.redirect,
       });
       const newNonce = response.headers.get("dpop-nonce");

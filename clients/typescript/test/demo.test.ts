@@ -204,6 +204,17 @@ test("a care context per request goes into AuthorizeRequest, else the wrapper's 
   assert.equal(sent[2].dpopNonce, sent[1].dpopNonce);
 });
 
+test("the session variant calls AuthorizeSessionRequest (an unknown session is SESSION_NOT_FOUND)", async () => {
+  const t = countingFetch();
+  const f = createFetch({ client, sessionId: "no-such-session", target: env("DEMO_TARGET"), fetch: t.fetch });
+  await assert.rejects(f(env("DEMO_API_URL")), (e: unknown) => {
+    assert.ok(e instanceof BrokerError, String(e));
+    assert.equal(e.reason, "SESSION_NOT_FOUND");
+    return true;
+  });
+  assert.equal(t.trips.length, 0);
+});
+
 test("TokenSource: a cached token costs no RPC, and a renewal arrives through WatchToken", async () => {
   const source = new TokenSource({ client, tenant: env("DEMO_TENANT"), target: env("DEMO_TARGET") });
   try {
