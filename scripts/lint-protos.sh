@@ -1,19 +1,13 @@
 #!/usr/bin/env bash
 # Lints protos/ with buf at STANDARD, with no ignores (config: protos/buf.yaml); exits non-zero on any
-# finding. Installs the pinned buf from scripts/buf/package-lock.json on first use (npm ci; cached in
-# scripts/buf/node_modules). The googleapis protos (google/api/field_behavior.proto and the others that the
-# installed googleapis-common-protos Python package ships) are copied into protos/.deps/googleapis for the
-# run: buf compiles against them as a second module of the workspace but does not lint them.
+# finding. The pinned buf comes from scripts/buf.sh (installed on first use). The googleapis protos
+# (google/api/field_behavior.proto and the others that the installed googleapis-common-protos Python
+# package ships) are copied into protos/.deps/googleapis for the run: buf compiles against them as a second
+# module of the workspace but does not lint them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=scripts/buf
-stamp=$tools/node_modules/.installed-lock.json
-if ! cmp -s "$tools/package-lock.json" "$stamp"; then
-  (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error)
-  cp "$tools/package-lock.json" "$stamp"
-fi
-buf=$PWD/$tools/node_modules/.bin/buf
+buf=$PWD/scripts/buf.sh
 
 # One run at a time per machine, where flock(1) exists: runs in one checkout share protos/.deps.
 if command -v flock >/dev/null; then

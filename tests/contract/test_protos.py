@@ -84,3 +84,9 @@ def test_generated_go_is_current(generated_clients: Path) -> None:
 def test_generated_typescript_is_current(generated_clients: Path) -> None:
     gen = Path("clients", "typescript", "src", "gen")
     _assert_same_tree(ROOT / gen, generated_clients / gen, "**/*.ts", "scripts/generate-clients.sh")
+
+
+def test_generated_python_client_is_current(tmp_path: Path) -> None:
+    _run([ROOT / "scripts" / "generate-python-client.sh", "--out", tmp_path])
+    gen = Path("clients/python/src/helseid_broker_client/_gen")
+    _assert_same_tree(ROOT / gen, tmp_path / gen, "**/*_pb2*", "scripts/generate-python-client.sh")
