@@ -19,6 +19,8 @@ from google.protobuf.descriptor import Descriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from broker.v1 import admin_service_pb2 as admin_pb
+from broker.v1 import admin_service_pb2_grpc as admin_grpc
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 from tests.fixtures.broker_server import sfm_clients
@@ -26,7 +28,13 @@ from tests.fixtures.redis_server import free_port
 from tests.fixtures.sts import running_sts
 from tests.observability.broker_process import broker_process, has_started, wait_until, write_config
 
-SERVICE = pb.DESCRIPTOR.services_by_name["TokenBrokerService"]
+SERVICES = {
+    "TokenBrokerService": (
+        pb.DESCRIPTOR.services_by_name["TokenBrokerService"],
+        pb_grpc.TokenBrokerServiceStub,
+    ),
+    "AdminService": (admin_pb.DESCRIPTOR.services_by_name["AdminService"], admin_grpc.AdminServiceStub),
+}
 EXAMPLES_PER_RPC = 120
 MAX_STATUS_BYTES = 1024
 
@@ -83,6 +91,10 @@ VALID: dict[str, list[str]] = {
     "state": ["s" * 43],
     "code": ["c" * 43],
     "dpop_nonce": ["nonce-1"],
+    "client": ["multi"],
+    "patient_id": ["01010150306"],
+    "access_basis": ["SAMTYKKE"],
+    "authorization": ["LE"],
 }
 
 
@@ -97,13 +109,21 @@ def request_strategy(descriptor: Descriptor) -> st.SearchStrategy[Any]:
     message_class = message_factory.GetMessageClass(descriptor)
     parts: dict[str, st.SearchStrategy[Any]] = {}
     for field in descriptor.fields:
-        if field.message_type is not None:
+        if field.message_type is not None and field.message_type.full_name == "google.protobuf.Duration":
             parts[field.name] = durations
+        elif field.message_type is not None:  # a nested message (a care context, tenant settings), or none
+            parts[field.name] = st.one_of(st.none(), request_strategy(field.message_type))
+        elif field.type == field.TYPE_BOOL:
+            parts[field.name] = st.booleans()
+        elif field.type in (field.TYPE_INT32, field.TYPE_INT64):
+            parts[field.name] = st.one_of(st.integers(-(2**31), 2**31 - 1), st.integers(0, 1200))
         elif field.is_repeated:
             parts[field.name] = st.lists(field_strings(field.name), max_size=20)
         else:
             parts[field.name] = field_strings(field.name)
-    return st.fixed_dictionaries(parts).map(lambda values: message_class(**values))
+    return st.fixed_dictionaries(parts).map(
+        lambda values: message_class(**{name: value for name, value in values.items() if value is not None})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +143,11 @@ def status_size(error: grpc.RpcError) -> int:
     return max([len(error.details() or "")] + [len(value) for key, value in trailing if key.endswith("-bin")])  # type: ignore[attr-defined]
 
 
-def call(stub: pb_grpc.TokenBrokerServiceStub, rpc: str, request: Any) -> tuple[grpc.StatusCode, int, str]:
+def call(stub: Any, streaming: bool, rpc: str, request: Any) -> tuple[grpc.StatusCode, int, str]:
     """The answer's code, the size of its status and its message."""
     method = getattr(stub, rpc)
     try:
-        if SERVICE.methods_by_name[rpc].server_streaming:
+        if streaming:
             stream = method(request, timeout=10)
             try:
                 next(stream)
@@ -143,13 +163,18 @@ def call(stub: pb_grpc.TokenBrokerServiceStub, rpc: str, request: Any) -> tuple[
     return grpc.StatusCode.OK, 0, ""
 
 
-@pytest.mark.parametrize("rpc", sorted(SERVICE.methods_by_name))
+@pytest.mark.parametrize(
+    ("service", "rpc"),
+    [(name, rpc) for name, (descriptor, _) in SERVICES.items() for rpc in sorted(descriptor.methods_by_name)],
+)
 def test_no_field_value_gets_an_unknown_or_internal_answer_or_a_large_status(
-    broker_address: str, rpc: str
+    broker_address: str, service: str, rpc: str
 ) -> None:
     codes: Counter[str] = Counter()
+    descriptor, stub_class = SERVICES[service]
+    method = descriptor.methods_by_name[rpc]
     with grpc.insecure_channel(broker_address) as channel:
-        stub = pb_grpc.TokenBrokerServiceStub(channel)
+        stub = stub_class(channel)
 
         @settings(
             max_examples=EXAMPLES_PER_RPC,
@@ -158,9 +183,9 @@ def test_no_field_value_gets_an_unknown_or_internal_answer_or_a_large_status(
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         )
-        @given(request_strategy(SERVICE.methods_by_name[rpc].input_type))
+        @given(request_strategy(method.input_type))
         def fuzz(request: Any) -> None:
-            code, size, message = call(stub, rpc, request)
+            code, size, message = call(stub, method.server_streaming, rpc, request)
             codes[code.name] += 1
             assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (rpc, code, message)
             assert size <= MAX_STATUS_BYTES, (rpc, code, size)
