@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 
 source scripts/venv.sh
 ensure_venv dev dev-authority
-# Debian packages the tests use: a Redis server, and openssl (the README's example-configuration steps).
+# Debian packages the tests use: a Redis server, openssl (the README's example-configuration steps), and
+# SoftHSM2 (the PKCS#11 token the HSM-key tests sign with).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} from Debian's packages" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
