@@ -18,6 +18,7 @@ from .authority import Authority
 from .demo_api import BEARER_PATH, DPOP_PATH
 from .discovery import AUTHORIZE_PATH, DISCOVERY_PATH, JWKS_PATH, PAR_PATH, REVOCATION_PATH, TOKEN_PATH
 from .registry import RegisteredClient
+from .selvbetjening import CLIENT_SECRET_PATH, JsonAnswer
 from .users import TestUser
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ def build_app(authority: Authority) -> web.Application:
     app.router.add_route("*", DPOP_PATH + "{tail:.*}", routes.demo_api)
     app.router.add_route("*", BEARER_PATH + "{tail:.*}", routes.demo_bearer)
     app.router.add_post("/dev/demo-api/rotate-nonce", routes.rotate_demo_nonce)
+    app.router.add_get(CLIENT_SECRET_PATH, routes.list_client_keys)
+    app.router.add_post(CLIENT_SECRET_PATH, routes.register_client_key)
+    app.router.add_delete(CLIENT_SECRET_PATH + "/{kid}", routes.remove_client_key)
+    app.router.add_get("/dev/selvbetjening/faults", routes.selvbetjening_settings)
+    app.router.add_post("/dev/selvbetjening/faults", routes.set_selvbetjening_faults)
+    app.router.add_post("/dev/selvbetjening/key-lifetime", routes.set_selvbetjening_key_lifetime)
     return app
 
 
@@ -87,7 +94,43 @@ class _Routes:
         answer = self._authority.revocation_endpoint.handle(method=request.method, form=await _form(request))
         return _reply(answer)
 
+    # --- the Selvbetjening-like key API (selvbetjening.py) ---------------------------------------------
+
+    async def list_client_keys(self, request: web.Request) -> web.Response:
+        answer = self._authority.selvbetjening.list_keys(url=str(request.url), headers=_auth_headers(request))
+        return _json_reply(answer)
+
+    async def register_client_key(self, request: web.Request) -> web.Response:
+        answer = self._authority.selvbetjening.register_key(
+            url=str(request.url), headers=_auth_headers(request), body=await request.read()
+        )
+        return _json_reply(answer)
+
+    async def remove_client_key(self, request: web.Request) -> web.Response:
+        answer = self._authority.selvbetjening.remove_key(
+            kid=request.match_info["kid"], url=str(request.url), headers=_auth_headers(request)
+        )
+        return _json_reply(answer)
+
     # --- dev-only hooks -------------------------------------------------------------------------------
+
+    async def selvbetjening_settings(self, _: web.Request) -> web.Response:
+        return web.json_response(self._authority.selvbetjening.settings())
+
+    async def set_selvbetjening_faults(self, request: web.Request) -> web.Response:
+        try:
+            self._authority.selvbetjening.faults.update(await _json_body(request))
+        except ValueError as exc:
+            return _error(400, "invalid_request", str(exc))
+        log.warning("selvbetjening faults set to %s", self._authority.selvbetjening.settings())
+        return web.json_response(self._authority.selvbetjening.settings())
+
+    async def set_selvbetjening_key_lifetime(self, request: web.Request) -> web.Response:
+        try:
+            self._authority.selvbetjening.set_key_lifetime(await _json_body(request))
+        except ValueError as exc:
+            return _error(400, "invalid_request", str(exc))
+        return web.json_response(self._authority.selvbetjening.settings())
 
     async def demo_api(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -164,6 +207,14 @@ def _reply(answer: Answer) -> web.Response:
     if answer.body is None:
         return web.Response(status=answer.status, headers=dict(answer.headers))
     return web.json_response(dict(answer.body), status=answer.status, headers=dict(answer.headers))
+
+
+def _json_reply(answer: JsonAnswer) -> web.Response:
+    headers = dict(answer.headers)
+    if answer.body is None:
+        return web.Response(status=answer.status, headers=headers)
+    content_type = headers.pop("Content-Type", "application/json")
+    return web.json_response(answer.body, status=answer.status, headers=headers, content_type=content_type)
 
 
 async def _json_body(request: web.Request) -> Any:

@@ -23,6 +23,7 @@ from .registry import (
 )
 from .request_object import RequestObjectVerifier
 from .revocation import RevocationEndpoint
+from .selvbetjening import DEFAULT_KEY_LIFETIME_S, Selvbetjening
 from .sessions import LoginStore
 from .stats import Faults, Stats
 from .timing import Clock
@@ -44,13 +45,14 @@ class Authority:
         clock: Clock,
         test_users: Sequence[TestUser] = (),
         refresh_token_lifetime_s: int = DEFAULT_REFRESH_TOKEN_LIFETIME_S,
+        selvbetjening_key_lifetime_s: int = DEFAULT_KEY_LIFETIME_S,
     ) -> None:
         # HelseID's issuer has no trailing slash, and clients compare aud and htu to it literally.
         self.issuer = issuer.rstrip("/")
         self.token_url = self.issuer + TOKEN_PATH
         self.par_url = self.issuer + PAR_PATH
         self.revocation_url = self.issuer + REVOCATION_PATH
-        self.registry = ClientRegistry(clients)
+        self.registry = ClientRegistry(clients, clock=clock)
         self.users = TestUserRegistry(test_users)
         self.stats = Stats()
         self.faults = Faults()
@@ -59,6 +61,13 @@ class Authority:
         # A resource server beside the STS, for clients' tests (demo_api.py).
         self.demo_api = DemoApi(tokens=self.tokens, clock=clock)
         self.logins = LoginStore(clock)
+        # Clients' own key registration (selvbetjening.py), changing the keys in self.registry.
+        self.selvbetjening = Selvbetjening(
+            registry=self.registry,
+            tokens=self.tokens,
+            clock=clock,
+            key_lifetime_s=selvbetjening_key_lifetime_s,
+        )
         assertions = AssertionVerifier(
             registry=self.registry, issuer=self.issuer, token_endpoint=self.token_url, clock=clock
         )
@@ -102,12 +111,17 @@ class Authority:
         )
 
     def snapshot(self) -> dict[str, Any]:
-        """Every counter: the STS's, and the demo API's under ``demo_api``."""
-        return {**self.stats.snapshot(), "demo_api": self.demo_api.snapshot()}
+        """Every counter: the STS's; the demo API's and the key API's under their names."""
+        return {
+            **self.stats.snapshot(),
+            "demo_api": self.demo_api.snapshot(),
+            "selvbetjening": self.selvbetjening.snapshot(),
+        }
 
     def reset_stats(self) -> None:
         self.stats.reset()
         self.demo_api.stats = DemoApiStats()
+        self.selvbetjening.reset_stats()
 
     def discovery(self) -> dict[str, Any]:
         return discovery_document(self.issuer, self.grants.keys())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -13,6 +15,7 @@ from urllib.parse import urlsplit
 from joserfc.jwk import Key
 
 from .algorithms import import_public_jwk
+from .timing import Clock, is_numeric_date
 
 Tenancy = Literal["single", "multi"]
 
@@ -47,6 +50,9 @@ class RegisteredClient:
     also gates PAR and authorize). A client with ``authorization_code`` needs ``redirect_uris``;
     ``redirect_uri`` must then match one of them exactly. ``allowed_scopes`` holds API scopes and may
     also hold identity scopes (an auth-code client may use the standard identity scopes anyway).
+
+    ``key_expirations`` maps a ``kid`` of ``jwks`` to the time (seconds since the epoch) the key stops
+    verifying, as Selvbetjening's key expiry does; keys not named never expire.
     """
 
     client_id: str
@@ -62,6 +68,7 @@ class RegisteredClient:
     require_dpop: bool = True
     grant_types: Sequence[str] = (CLIENT_CREDENTIALS,)
     redirect_uris: Sequence[str] = ()
+    key_expirations: Mapping[str, float] = field(default_factory=dict)
     _keys: Mapping[str, Key] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -99,6 +106,7 @@ class RegisteredClient:
         if not isinstance(self.require_dpop, bool):
             raise ValueError(f"{where}: require_dpop must be true or false")
         freeze("_keys", _import_jwks(self.jwks, where))
+        freeze("key_expirations", _expirations(self.key_expirations, self._keys, where))
 
     def _freeze(self, name: str, value: object) -> None:
         object.__setattr__(self, name, value)
@@ -110,6 +118,20 @@ class RegisteredClient:
     def verification_keys(self) -> list[Key]:
         """Every registered public key."""
         return list(self._keys.values())
+
+    def expired_kids(self, now: float) -> frozenset[str]:
+        """The kids whose expiry has passed at ``now``."""
+        return frozenset(kid for kid, at in self.key_expirations.items() if at <= now)
+
+    def without_keys(self, kids: frozenset[str]) -> RegisteredClient:
+        """This client with those keys no longer verifying; ``jwks`` still lists them (for key listings).
+
+        A copy rather than a new registration: a client whose every key expired must still be found (to
+        answer ``invalid_client`` about its kid), and a registration needs at least one key.
+        """
+        view = copy.copy(self)
+        object.__setattr__(view, "_keys", {k: v for k, v in self._keys.items() if k not in kids})
+        return view
 
     @property
     def resources(self) -> tuple[str, ...]:
@@ -170,7 +192,8 @@ def clients_from_json(data: Any) -> list[RegisteredClient]:
 class ClientRegistry:
     """The live set of clients. Registering a known client_id replaces it (as a key rotation would)."""
 
-    def __init__(self, clients: Sequence[RegisteredClient] = ()) -> None:
+    def __init__(self, clients: Sequence[RegisteredClient] = (), *, clock: Clock = time.time) -> None:
+        self._clock = clock
         self._clients: dict[str, RegisteredClient] = {}
         for client in clients:
             self.register(client)
@@ -181,7 +204,12 @@ class ClientRegistry:
         self._clients[client.client_id] = client
 
     def get(self, client_id: str) -> RegisteredClient | None:
-        return self._clients.get(client_id)
+        """The client as it verifies now: keys past their ``key_expirations`` no longer verify."""
+        client = self._clients.get(client_id)
+        if client is None or not client.key_expirations:
+            return client
+        expired = client.expired_kids(self._clock())
+        return client.without_keys(expired) if expired else client
 
     def __iter__(self) -> Iterator[RegisteredClient]:
         return iter(list(self._clients.values()))
@@ -218,6 +246,17 @@ def _orgnrs(values: object, where: str) -> tuple[str, ...]:
     if not all(is_orgnr(v) for v in result):
         raise ValueError(f"{where} must hold 9-digit org numbers")
     return result
+
+
+def _expirations(values: object, keys: Mapping[str, Key], where: str) -> dict[str, float]:
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{where}: key_expirations must map kids to times (seconds since the epoch)")
+    for kid, at in values.items():
+        if kid not in keys:
+            raise ValueError(f"{where}: key_expirations names {kid!r}, which is not a kid of jwks")
+        if not is_numeric_date(at):
+            raise ValueError(f"{where}: key_expirations[{kid!r}] must be a number (seconds since the epoch)")
+    return {kid: float(at) for kid, at in values.items()}
 
 
 def _import_jwks(jwks: object, where: str) -> dict[str, Key]:
