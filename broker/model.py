@@ -7,12 +7,10 @@ All are frozen, slotted dataclasses. Instants are timezone-aware UTC `datetime`s
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from joserfc.jwk import ECKey, RSAKey
-
-PrivateKey = ECKey | RSAKey
+from typing import Protocol
 
 
 class Tenancy(enum.Enum):
@@ -29,14 +27,40 @@ class TokenType(enum.Enum):
     BEARER = "Bearer"
 
 
+class Signer(Protocol):
+    """The one seam every signature of the broker passes (client assertions, request objects, DPoP proofs):
+    sign these bytes with this key. Where the key lives is the signer's business: process memory (a file or
+    environment JWK), an HSM over PKCS#11 (`broker/signers/`), or anything else that can sign."""
+
+    @property
+    def alg(self) -> str:
+        """The JWS algorithm (RFC 7518 §3.1): ES256/384/512, RS256/384/512, PS256/384/512."""
+        ...
+
+    @property
+    def kid(self) -> str: ...
+
+    def public_jwk(self) -> Mapping[str, str]:
+        """The public key's members only (kty, and crv, x, y or n, e)."""
+        ...
+
+    def sign(self, signing_input: bytes) -> bytes:
+        """The JWS signature over `signing_input`: for ES* the fixed-size r||s of RFC 7518 §3.4, for RS* and
+        PS* the PKCS#1 signature."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """A private JWK with the algorithm it signs with, its `kid` and its RFC 7638 thumbprint."""
+    """A key the broker signs with, through its signer, with its algorithm, `kid`, RFC 7638 thumbprint and
+    public members."""
 
-    jwk: PrivateKey = field(repr=False)
+    signer: Signer = field(repr=False)
     alg: str
     kid: str
     thumbprint: str
+    public: Mapping[str, str] = field(repr=False)
+    where: str = "memory"  # where the private key lives: "memory", "pkcs11", "store"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,22 +2,30 @@
 
 HelseID accepts RS256/384/512, PS256/384/512 and ES256/384/512 for client assertions and DPoP proofs, with EC
 keys on P-256/P-384/P-521 and RSA keys of at least 2048 bits (helseid.md §2; RFC 7518 §3.1 names the
-algorithms, RFC 7517 §4 the JWK members). All JOSE work is joserfc's; this module only applies the profile.
+algorithms, RFC 7517 §4 the JWK members).
+
+Every signature goes through a `Signer` (model.py): `MemorySigner` holds a private JWK in process memory and
+signs with joserfc's algorithm implementations; an HSM signer (`broker/signers/pkcs11.py`) signs inside the
+token. `sign_jwt` assembles the compact JWS (RFC 7515 §7.1) around the signer's signature, so the signer
+only ever sees the signing input; a key's encoded header can be computed once and reused (DPoP proofs).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeyParameters, RSAKey
+from joserfc.jwk import ECKey, JWKRegistry, KeyParameters, RSAKey
 from joserfc.jws import JWSRegistry
 from joserfc.util import base64_to_int
 
-from broker.model import PrivateKey, SigningKey
+from broker.model import Signer, SigningKey
 from broker.protocol.rfc7638 import REQUIRED_MEMBERS
+
+PrivateKey = ECKey | RSAKey
 
 SUPPORTED_ALGS: Final[tuple[str, ...]] = (
     "RS256", "RS384", "RS512",
@@ -37,9 +45,47 @@ _PRIVATE_MEMBERS: Final[Mapping[str, tuple[str, ...]]] = {
     "RSA": ("d", "p", "q", "dp", "dq", "qi"),
 }
 
-# One registry, built once: the explicit allowlist every signature goes through (a hand-made SigningKey with
-# another alg is refused by joserfc), and no per-call registry construction on the DPoP hot path.
+# One registry, built once: the explicit allowlist of algorithms an in-memory key signs with, and no
+# per-call registry construction on the DPoP hot path.
 _SIGNING_REGISTRY: Final = JWSRegistry(algorithms=list(SUPPORTED_ALGS))
+
+
+class MemorySigner:
+    """A private JWK in process memory (from a file or an environment variable, or generated)."""
+
+    __slots__ = ("_algorithm", "_jwk", "_public", "alg", "kid")
+
+    def __init__(self, jwk: PrivateKey, alg: str) -> None:
+        if alg not in SUPPORTED_ALGS:
+            raise ValueError(f"alg must be one of {', '.join(SUPPORTED_ALGS)}")
+        kid = jwk.kid
+        assert kid is not None  # _import and generate_signing_key always set one
+        self._jwk = jwk
+        self._algorithm = _SIGNING_REGISTRY.get_alg(alg)
+        members = jwk.dict_value
+        self._public = {name: str(members[name]) for name in REQUIRED_MEMBERS[jwk.key_type]}
+        self.alg = alg
+        self.kid = kid
+
+    def public_jwk(self) -> Mapping[str, str]:
+        return self._public
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return self._algorithm.sign(signing_input, self._jwk)
+
+    def private_jwk(self) -> dict[str, Any]:
+        """The private JWK, for `keygen` to write it once; nothing else reads it."""
+        return dict(self._jwk.as_dict(private=True, kid=self.kid, alg=self.alg, use="sig"))
+
+
+def from_signer(signer: Signer, *, where: str = "memory") -> SigningKey:
+    """The `SigningKey` of any signer: its public members and RFC 7638 thumbprint taken from it."""
+    if signer.alg not in SUPPORTED_ALGS:
+        raise ValueError(f"alg must be one of {', '.join(SUPPORTED_ALGS)}")
+    public = dict(signer.public_jwk())
+    members: dict[str, str | list[str]] = dict(public)
+    thumbprint = JWKRegistry.import_key(members).thumbprint()
+    return SigningKey(signer, signer.alg, signer.kid, thumbprint, public, where)
 
 
 def load_signing_key(jwk: Mapping[str, Any]) -> SigningKey:
@@ -73,31 +119,45 @@ def generate_signing_key(alg: str = "ES256", kid: str | None = None) -> SigningK
 
 
 def private_jwk(key: SigningKey) -> dict[str, Any]:
-    """The private JWK with `kid`, `alg` and `use: sig`, for storing the key (never into the repository)."""
-    return dict(key.jwk.as_dict(private=True, kid=key.kid, alg=key.alg, use="sig"))
+    """The private JWK with `kid`, `alg` and `use: sig`, for storing a key kept in memory (never into the
+    repository); ValueError for a key that lives elsewhere (an HSM key cannot be read)."""
+    if not isinstance(key.signer, MemorySigner):
+        raise ValueError(f"the key {key.kid!r} lives in {key.where}; its private part cannot be exported")
+    return key.signer.private_jwk()
 
 
 def public_jwk(key: SigningKey) -> dict[str, Any]:
     """The public JWK with `kid`, `alg` and `use: sig`, as registered in HelseID Selvbetjening."""
-    return dict(key.jwk.as_dict(private=False, kid=key.kid, alg=key.alg, use="sig"))
+    return {**key.public, "kid": key.kid, "alg": key.alg, "use": "sig"}
 
 
 def public_members(key: SigningKey) -> dict[str, str]:
     """Only the public key members (kty, crv/x/y or e/n), as a DPoP proof's `jwk` header carries them."""
-    members = key.jwk.dict_value
-    return {name: str(members[name]) for name in REQUIRED_MEMBERS[key.jwk.key_type]}
+    return dict(key.public)
 
 
 def sign_jwt(key: SigningKey, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
-    """A JWS-compact JWT over `claims`, signed with `key` (RFC 7515 §7.1); `header` must carry `alg`."""
-    # default_type=None: the caller's `typ` is the whole point (client-authentication+jwt, dpop+jwt).
-    return jwt.encode(dict(header), dict(claims), key.jwk, registry=_SIGNING_REGISTRY, default_type=None)
+    """A JWS-compact JWT over `claims`, signed with `key` (RFC 7515 §7.1); `header` must carry its `alg`."""
+    if header.get("alg") != key.alg:
+        raise ValueError(f"the header's alg must be the key's ({key.alg})")
+    return sign_compact(key, encode_segment(header), claims)
+
+
+def sign_compact(key: SigningKey, header_segment: bytes, claims: Mapping[str, Any]) -> str:
+    """As `sign_jwt`, with the header already encoded (a key's DPoP header is encoded once)."""
+    signing_input = header_segment + b"." + encode_segment(claims)
+    signature = key.signer.sign(signing_input)
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode("ascii")
+
+
+def encode_segment(part: Mapping[str, Any]) -> bytes:
+    """base64url(UTF-8(JSON)) without padding (RFC 7515 §2, §7.1), compact JSON."""
+    data = json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def _wrap(native: PrivateKey, alg: str) -> SigningKey:
-    kid = native.kid
-    assert kid is not None  # _import and generate_signing_key always set one
-    return SigningKey(jwk=native, alg=alg, kid=kid, thumbprint=native.thumbprint())
+    return from_signer(MemorySigner(native, alg))
 
 
 def _key_type(jwk: Mapping[str, Any]) -> str:

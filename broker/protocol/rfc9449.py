@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from broker.errors import InvalidRequestError
-from broker.model import PrivateKey, SigningKey
+from broker.model import Signer, SigningKey
 from broker.protocol import keys, rfc3986
 from broker.protocol.http import HTTPResponse
 from broker.protocol.rfc7519 import numeric_date
@@ -31,9 +31,9 @@ _NONCE: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 9449 §8.1: 1*NQ
 _SCHEME: Final = re.compile(rf"[\s,]*({_TCHARS})(?:\s+(?:[A-Za-z0-9._~+/-]+=*\s*(?=,|$))?|\s*(?:,|$))")
 _AUTH_PARAM: Final = re.compile(rf'[\s,]*({_TCHARS})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TCHARS}))\s*(?=,|$)')
 
-# Proof headers by the identity of the key object; the key is kept in the entry so that a recycled id()
+# Encoded proof headers by the identity of the signer; the signer is kept in the entry so that a recycled id()
 # can never hand out another key's header. Bounded, since keys rotate over a long uptime.
-_PROOF_HEADERS: dict[int, tuple[PrivateKey, str, dict[str, Any]]] = {}
+_PROOF_HEADERS: dict[int, tuple[Signer, str, bytes]] = {}
 _PROOF_HEADERS_MAX: Final = 256
 
 
@@ -63,7 +63,7 @@ def build_dpop_proof(
         claims["nonce"] = nonce
     if access_token:
         claims["ath"] = access_token_hash(access_token)
-    return keys.sign_jwt(key, _proof_header(key), claims)
+    return keys.sign_compact(key, _proof_header(key), claims)
 
 
 def normalize_htu(url: str) -> str:
@@ -106,15 +106,16 @@ def response_nonce(response: HTTPResponse) -> str | None:
     return nonce if _NONCE.fullmatch(nonce) else None
 
 
-def _proof_header(key: SigningKey) -> dict[str, Any]:
-    cached = _PROOF_HEADERS.get(id(key.jwk))
-    if cached is not None and cached[0] is key.jwk and cached[1] == key.alg:
+def _proof_header(key: SigningKey) -> bytes:
+    """The key's proof header, encoded once (a proof is signed per API call, its header never changes)."""
+    cached = _PROOF_HEADERS.get(id(key.signer))
+    if cached is not None and cached[0] is key.signer and cached[1] == key.alg:
         return cached[2]
     # §4.2: the jwk header "MUST NOT contain a private key"; only the public members go in.
-    header = {"typ": DPOP_PROOF_TYPE, "alg": key.alg, "jwk": keys.public_members(key)}
+    header = keys.encode_segment({"typ": DPOP_PROOF_TYPE, "alg": key.alg, "jwk": keys.public_members(key)})
     if len(_PROOF_HEADERS) >= _PROOF_HEADERS_MAX:
         _PROOF_HEADERS.clear()
-    _PROOF_HEADERS[id(key.jwk)] = (key.jwk, key.alg, header)
+    _PROOF_HEADERS[id(key.signer)] = (key.signer, key.alg, header)
     return header
 
 
