@@ -19,6 +19,7 @@ from broker.config.models import (
     AuditModel,
     CallerModel,
     ClientModel,
+    KeyRef,
     ServerModel,
     ServiceAccountTokensModel,
     TargetModel,
@@ -153,7 +154,10 @@ def _client(
     )
 
 
-def _signing_key(ref: SecretRef, path: str, reader: SecretReader, problems: Problems) -> SigningKey | None:
+def _signing_key(ref: KeyRef, path: str, reader: SecretReader, problems: Problems) -> SigningKey | None:
+    hsm = ref.pkcs11
+    if hsm is not None:
+        return problems.attempt(lambda: material.pkcs11_signing_key(hsm, f"{path}.pkcs11", reader))
     return _resolve(ref, path, material.signing_key, reader, problems)
 
 

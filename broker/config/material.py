@@ -1,4 +1,4 @@
-"""Key material a configuration refers to: private JWKs, 32-byte keys, PEM, a JWKS of public keys.
+"""Key material a configuration refers to: private JWKs, HSM keys, 32-byte keys, PEM, a JWKS of public keys.
 
 Each function turns the text a reference gave into what the broker uses, or raises ConfigurationError naming
 the field; a message describes the mistake, never the key.
@@ -11,6 +11,8 @@ import binascii
 import hashlib
 import json
 
+from broker.config.models import Pkcs11Model
+from broker.config.secrets import SecretReader
 from broker.errors import ConfigurationError, ProtocolError
 from broker.idp.jwks import parse_key_set
 from broker.model import SigningKey
@@ -31,6 +33,29 @@ def signing_key(text: str, path: str) -> SigningKey:
         return keys.load_signing_key(jwk)
     except ValueError as exc:
         raise ConfigurationError(path, str(exc)) from None
+
+
+def pkcs11_signing_key(model: Pkcs11Model, path: str, reader: SecretReader) -> SigningKey:
+    """A key in an HSM, used through its PKCS#11 module: the token is opened, logged in to and searched now,
+    so a missing module, token or key or a wrong PIN stops the start (one line each, naming the member)."""
+    # Imported here: python-pkcs11 is a compiled extension that a broker without HSM keys need not load.
+    from broker.signers.pkcs11 import Pkcs11KeyRef, Pkcs11SetupError, open_signer  # noqa: PLC0415
+
+    # A PIN file usually ends with a newline that is no part of the PIN.
+    pin = reader.read(model.pin, f"{path}.pin").rstrip("\r\n")
+    ref = Pkcs11KeyRef(
+        module=str(reader.path(model.module)),
+        token=model.token,
+        key_label=model.key_label,
+        pin=pin,
+        alg=model.alg,
+        kid=model.kid,
+    )
+    try:
+        signer = open_signer(ref)
+    except Pkcs11SetupError as exc:
+        raise ConfigurationError(f"{path}.{exc.field}", exc.message) from None
+    return keys.from_signer(signer, where="pkcs11")
 
 
 def aes_key(text: str, path: str, *, what: str = "") -> bytes:

@@ -35,7 +35,7 @@ from broker.config.fields import (
     described,
 )
 from broker.config.problems import Problems, invalid
-from broker.config.secrets import FileRef, SecretRef
+from broker.config.secrets import REFERENCE_FORM, FileRef, SecretRef
 from broker.config.settings import DEFAULT_LISTEN
 
 
@@ -48,13 +48,45 @@ class AuthorityModel(Section):
     issuer: Issuer | None = None
 
 
+JwsAlg = Literal["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+
+
+class Pkcs11Model(Section):
+    """A key in an HSM, used through its PKCS#11 module; the private key never leaves the token."""
+
+    module: Annotated[str, Field(min_length=1), described("must be the path of the PKCS#11 module (.so)")]
+    token: Name  # the token's label
+    key_label: Name  # the private key's CKA_LABEL
+    pin: SecretRef  # the user PIN, by reference only
+    # EC keys: the curve's alg (P-256 -> ES256, ...), so only that one; RSA keys: PS256 unless given.
+    alg: JwsAlg | None = None
+    kid: Name | None = None  # else the RFC 7638 thumbprint
+
+
+KEY_REFERENCE_FORM = f"{REFERENCE_FORM}, or {{ pkcs11 = {{ module, token, key_label, pin }} }}"
+
+
+class KeyRef(SecretRef):
+    """A private key: a JWK in a file or a variable (SecretRef), or a key in an HSM (`pkcs11`)."""
+
+    pkcs11: Pkcs11Model | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        # Replaces SecretRef's check of the same name: exactly one of file, env and pkcs11.
+        if not isinstance(data, Mapping) or len(data) != 1 or not {"file", "env", "pkcs11"} >= set(data):
+            raise invalid(KEY_REFERENCE_FORM)
+        return data
+
+
 class ClientModel(Section):
     client_id: Name
     issuer: Issuer | None = None  # else [authority] issuer
     tenancy: Literal["single", "multi"] = "single"
-    signing_key: SecretRef
+    signing_key: KeyRef
     # HelseID accepts the client's own key for DPoP proofs; a separate DPoP key limits what a leak exposes.
-    dpop_key: SecretRef | None = None
+    dpop_key: KeyRef | None = None
     redirect_uris: list[AbsoluteUrl] = Field(default_factory=list)
 
 
