@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from broker.protocol import keys
 from tests.fixtures.softhsm import SPARE_TOKEN_LABEL, SoftHsm
 
 PREFIX = "clients.supplier.signing_key.pkcs11"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def configuration(hsm: SoftHsm, pkcs11: str, *, dpop: bool = True) -> str:
@@ -115,3 +119,27 @@ def test_a_reference_with_two_sources_is_refused(tmp_path: Path, softhsm: SoftHs
         load(tmp_path, softhsm, text)
     assert str(raised.value).startswith("clients.supplier.signing_key: must be a reference")
     assert "{ pkcs11 = { module, token, key_label, pin } }" in str(raised.value)
+
+
+def test_the_readme_table_form_and_keys_show(tmp_path: Path, softhsm: SoftHsm) -> None:
+    # [clients.supplier.signing_key.pkcs11] as a table, as the README writes it; `keys show` opens the token
+    # as the broker does and prints the public JWK to register in Selvbetjening.
+    text = configuration(softhsm, reference(softhsm), dpop=False).replace(
+        f"signing_key = {{ pkcs11 = {{ {reference(softhsm)} }} }}\n", ""
+    )
+    text += "\n[clients.supplier.signing_key.pkcs11]\n" + reference(softhsm).replace(", ", "\n") + "\n"
+    path = tmp_path / "broker.toml"
+    path.write_text(text)
+    expected = keys.public_jwk(load_config(path, {"HSM_PIN": softhsm.pin}).clients["supplier"].signing_key)
+    environ = {**os.environ, "HSM_PIN": softhsm.pin, "PYTHONPATH": str(REPO_ROOT)}
+    shown = subprocess.run(
+        [sys.executable, "-m", "broker", "keys", "show", "--config", str(path), "--client", "supplier"],
+        capture_output=True,
+        text=True,
+        env=environ,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(shown.stdout) == expected
+    assert set(expected) == {"kty", "crv", "x", "y", "kid", "alg", "use"}
+    assert softhsm.pin not in shown.stdout + shown.stderr
