@@ -12,9 +12,11 @@ JWK; every signature is computed by the token:
 
 PKCS#11 keeps the login per application and token, not per session, and C_Logout on any session logs out
 all of them. So one logged-in session per (module, token) holds the login for the process (`_Login`), and each
-signer signs in a session of its own opened without a PIN, so closing it never logs the others out. A
-session is not thread safe: each signer's is used under a lock. When the token reports the session or the
-login gone (a device reset, an HSM failover), the signer logs in again and retries once.
+signer signs in a session of its own opened without a PIN, so closing it never logs the others out. Every call
+into one module is made under that module's lock: python-pkcs11 initialises a module without telling it to
+lock for threads (C_Initialize(NULL)), so the module may assume one thread at a time, and a session is not
+thread safe anyway. When the token reports the session or the login gone (a device reset, an HSM failover),
+the signer logs in again and retries once.
 """
 
 from __future__ import annotations
@@ -112,16 +114,17 @@ class Pkcs11Signer:
 
     def __init__(self, ref: Pkcs11KeyRef) -> None:
         self._ref = ref
-        self._lock = threading.Lock()
         self._login = _login_for(ref)
-        self._generation = self._login.generation
-        self._session = self._login.open_session()
-        try:
-            self._key = _private_key(self._session, ref)
-            self._public = _public_jwk(self._session, self._key, ref)
-        except BaseException:
-            _close_quietly(self._session)
-            raise
+        self._lock = self._login.lock
+        with self._lock:
+            self._generation = self._login.generation
+            self._session = self._login.open_session()
+            try:
+                self._key = _private_key(self._session, ref)
+                self._public = _public_jwk(self._session, self._key, ref)
+            except BaseException:
+                _close_quietly(self._session)
+                raise
         self.alg = _algorithm(self._public, ref)
         self.kid = ref.kid or jwk_thumbprint(self._public)
         self._sign = _signing_function(self.alg)
@@ -213,9 +216,10 @@ class _Login:
         self._label = token_label
         self._pin = pin
         self._salt = secrets.token_bytes(16)
-        self._lock = threading.Lock()
-        self._token = _find_token(module, token_label)
-        self._anchor = self._log_in()
+        self.lock = _module_lock(module)
+        with self.lock:
+            self._token = _find_token(module, token_label)
+            self._anchor = self._log_in()
         self._generation = 0
 
     def matches(self, pin: str) -> bool:
@@ -238,7 +242,7 @@ class _Login:
     def relogin(self, seen: int) -> int:
         """Logs in again unless another signer already did since `seen` (closing the anchor logs every
         session out, so two signers recovering from one reset must not take turns logging each other out)."""
-        with self._lock:
+        with self.lock:
             if self._generation == seen:
                 _close_quietly(self._anchor)
                 self._token = _find_token(self._module, self._label)
@@ -266,6 +270,12 @@ class _Login:
 
 _LOGINS: dict[tuple[str, str], _Login] = {}
 _LOGINS_LOCK = threading.Lock()
+# Reentrant: a signer holding its module's lock logs in again (relogin) under the same lock.
+_MODULE_LOCKS: dict[str, threading.RLock] = {}
+
+
+def _module_lock(module: str) -> threading.RLock:
+    return _MODULE_LOCKS.setdefault(module, threading.RLock())
 
 
 def _login_for(ref: Pkcs11KeyRef) -> _Login:
