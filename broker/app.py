@@ -24,12 +24,15 @@ from broker.config import BrokerConfig, load_config
 from broker.errors import BrokerError, ConfigurationError
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.endpoints import UserEndpoints
+from broker.idp.selvbetjening import SelvbetjeningClient
 from broker.idp.sts import StsClient
 from broker.observability import configure_logging, configure_telemetry, process_instance_id
 from broker.reload import Reloader
+from broker.rotation import KeyRotator
 from broker.sessions.exchange import TokenExchanger
 from broker.sessions.login import LoginService
 from broker.sessions.tokens import SessionTokens
+from broker.store.client_keys import KeyRecords, MemoryKeyRecords, RedisKeyRecords
 from broker.store.memory import MemorySessionStore
 from broker.store.redis import RedisTokenStore
 from broker.store.redis_sessions import RedisSessionStore
@@ -60,6 +63,7 @@ class Broker:
     session_store: RedisSessionStore | MemorySessionStore
     endpoints: UserEndpoints
     tenant_records: TenantRecords  # tenants written through the AdminService
+    key_records: KeyRecords  # client keys made by rotation
 
 
 def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker:
@@ -108,11 +112,13 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
     scheduler = RefreshScheduler(engine)
     session_store: RedisSessionStore | MemorySessionStore = MemorySessionStore()
     tenant_records: TenantRecords = MemoryTenantRecords()
+    key_records: KeyRecords = MemoryKeyRecords()
     if config.store.kind == "redis":
         assert config.store.url is not None
         assert config.store.encryption_key is not None
         session_store = RedisSessionStore.from_url(config.store.url, config.store.encryption_key)
         tenant_records = RedisTenantRecords.from_url(config.store.url, config.store.encryption_key)
+        key_records = RedisKeyRecords.from_url(config.store.url, config.store.encryption_key)
     endpoints = UserEndpoints(sts.http, sts.discovery, clock)
     users = UserServices(
         login=LoginService(engine.routes, endpoints, sts, session_store, clock),
@@ -127,7 +133,7 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
         ),
         exchanger=TokenExchanger(engine.routes, sts, clock, store, policy=policy),
     )
-    return Broker(engine, sts, scheduler, users, session_store, endpoints, tenant_records)
+    return Broker(engine, sts, scheduler, users, session_store, endpoints, tenant_records, key_records)
 
 
 async def serve(
@@ -183,6 +189,17 @@ async def _serve_with(
         sources=[stored],
     )
     await _load_stored_tenants(stored, reloader)
+    rotator = KeyRotator(
+        reloader,
+        broker.key_records,
+        broker.sts,
+        SelvbetjeningClient(broker.sts.http, clock),
+        metrics=broker.engine.metrics,
+        clock=clock,
+    )
+    rotating = any(client.rotation is not None for client in config.clients.values())
+    if rotating:
+        await rotator.start()  # the rotated keys sign from the first call on
     server, port, health = create_server(
         broker.engine,
         listen or config.server.listen,
@@ -202,6 +219,8 @@ async def _serve_with(
     broker.scheduler.start_warm(warm, config.cache.refresh_budget_per_s)
     loop = asyncio.get_running_loop()
     background = [loop.create_task(broker.scheduler.run()), loop.create_task(stored.run(reloader))]
+    if rotating:
+        background.append(loop.create_task(rotator.run()))
     if config_path is not None:
         reloader.listen_for_sighup()
         background.append(loop.create_task(reloader.run()))
@@ -221,6 +240,7 @@ async def _serve_with(
         await broker.engine.close()
         await broker.session_store.close()
         await broker.tenant_records.close()
+        await broker.key_records.close()
         await broker.endpoints.close()  # an in-flight JWKS fetch others shared
         await broker.sts.close()
 

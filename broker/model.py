@@ -64,6 +64,17 @@ class SigningKey:
 
 
 @dataclass(frozen=True, slots=True)
+class RotationPolicy:
+    """When and how a client's signing key is rotated through Selvbetjening."""
+
+    selvbetjening_url: str
+    rotate_before_expiry: timedelta | None = None
+    every: timedelta | None = None
+    keep_old_key: timedelta = timedelta(hours=1)
+    check_interval: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
 class Client:
     """A HelseID client registered in Selvbetjening."""
 
@@ -75,6 +86,7 @@ class Client:
     dpop_key: SigningKey
     # Registered redirect URIs for user logins (the first is the default); empty: no logins.
     redirect_uris: tuple[str, ...] = ()
+    rotation: RotationPolicy | None = None
 
 
 @dataclass(frozen=True, slots=True)

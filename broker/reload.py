@@ -31,9 +31,10 @@ from typing import Protocol
 from broker.config import BrokerConfig, load_config
 from broker.config.directory import tenant_file_paths
 from broker.errors import ConfigurationError
-from broker.model import ReloadOutcome, Tenant
+from broker.model import ReloadOutcome, SigningKey, Tenant
 from broker.telemetry import Metrics
 from broker.tokens.engine import TokenEngine
+from broker.tokens.routes import Route
 from broker.tokens.scheduler import RefreshScheduler
 
 _log = logging.getLogger(__name__)
@@ -97,6 +98,33 @@ def with_sources(config: BrokerConfig, sources: Sequence[TenantSource]) -> Broke
     return replace(config, tenants=tenants)
 
 
+def with_signing_keys(config: BrokerConfig, keys: Mapping[str, SigningKey]) -> BrokerConfig:
+    """`config` with the rotated signing keys of its clients (a client no longer configured is skipped)."""
+    if not keys:
+        return config
+    clients = {
+        name: replace(client, signing_key=keys[name]) if name in keys else client
+        for name, client in config.clients.items()
+    }
+    return replace(config, clients=clients)
+
+
+def rekeyed(removed: Sequence[Route], added: Sequence[Route]) -> list[tuple[Route, Route]]:
+    """The (old, new) route pairs that differ only in their client's signing key."""
+    by_pair = {(route.tenant.name, route.target.name): route for route in added}
+    moves = []
+    for old in removed:
+        new = by_pair.get((old.tenant.name, old.target.name))
+        if (
+            new is not None
+            and old.tenant == new.tenant
+            and old.target == new.target
+            and replace(old.client, signing_key=new.client.signing_key) == new.client
+        ):
+            moves.append((old, new))
+    return moves
+
+
 def restart_needed(running: BrokerConfig, new: BrokerConfig) -> tuple[str, ...]:
     """The settings that differ but cannot change while running."""
     return tuple(
@@ -125,6 +153,8 @@ class Reloader:
         self.config = config
         # The configuration as the files last gave it, before the sources' tenants were merged in.
         self._from_files = config
+        # Signing keys made by rotation (`broker/rotation.py`): they replace the files' keys of their clients.
+        self._signing_keys: dict[str, SigningKey] = {}
         self._engine = engine
         self._scheduler = scheduler
         self._metrics = metrics
@@ -178,7 +208,7 @@ class Reloader:
                 read = self._from_files
                 if reread_files and self.path is not None:
                     read = await asyncio.to_thread(self._read, self.path)
-                new = with_sources(read, self._sources)
+                new = with_signing_keys(with_sources(read, self._sources), self._signing_keys)
             except ConfigurationError as exc:
                 self._metrics.config_reload("invalid")
                 mistakes = "; ".join(f"{path}: {message}" for path, message in exc.problems)
@@ -211,13 +241,22 @@ class Reloader:
             )
         return applied
 
+    async def use_signing_key(self, client: str, key: SigningKey) -> ReloadOutcome | None:
+        """Signs for `client` with `key` from now on (a rotated key), above whatever key the files name;
+        its tokens keep being served until they go stale (`TokenEngine.carry`)."""
+        self._signing_keys[client] = key
+        return await self.reload(f"the rotated key {key.kid} of client {client}", reread_files=False)
+
     def apply(self, new: BrokerConfig) -> ReloadOutcome:
         """Swaps in the reloadable part of `new` (synchronously: no call sees half of it)."""
         running = self.config
         routes = self._engine.routes
         warm_before = routes.warm()
         changes = routes.replace(new.clients, new.targets, new.tenants)
-        dropped = self._engine.drop(changes.removed)
+        moves = rekeyed(changes.removed, changes.added)
+        self._engine.carry(moves)
+        carried = {old.cache_key for old, _ in moves}
+        dropped = self._engine.drop(route for route in changes.removed if route.cache_key not in carried)
         warm_after = routes.warm()
         self._scheduler.rewarm(warm_before, warm_after, running.cache.refresh_budget_per_s)
         warm_keys = {route.cache_key for route in warm_before}

@@ -179,6 +179,27 @@ class Metrics:
             unit="{reload}",
             description="Configuration reloads while running, by outcome: applied, or invalid (old one kept)",
         )
+        # Client keys: how long each registered key has left (from Selvbetjening's expiration), each rotation
+        # step, and whether a client's rotation is failing (1 until a rotation succeeds: alert on it).
+        self._key_expiries: dict[tuple[str, str], float] = {}
+        self._rotation_failing: dict[str, int] = {}
+        meter.create_observable_gauge(
+            "broker.client_key.remaining_lifetime",
+            callbacks=[self._observe_key_lifetimes],
+            unit="s",
+            description="Seconds until each registered client key expires in HelseID, by client and kid",
+        )
+        meter.create_observable_gauge(
+            "broker.key_rotation.failing",
+            callbacks=[self._observe_rotation_failing],
+            unit="1",
+            description="1 while a client's key rotation is failing (the old key stays in use), else 0",
+        )
+        self._rotation_steps = meter.create_counter(
+            "broker.key_rotation.steps",
+            unit="{step}",
+            description="Key rotation steps, by client, step and outcome",
+        )
 
     # hot path: a dict increment, nothing else
     def served(self, rpc: str, source: str) -> None:
@@ -216,6 +237,31 @@ class Metrics:
 
     def config_reload(self, outcome: str) -> None:
         self._reloads.add(1, {"outcome": outcome})
+
+    def key_expiry(self, client: str, kid: str, expires_at_epoch: float | None) -> None:
+        """Remembers when a registered key expires (None: forget it, the key was dropped)."""
+        if expires_at_epoch is None:
+            self._key_expiries.pop((client, kid), None)
+        else:
+            self._key_expiries[(client, kid)] = expires_at_epoch
+
+    def rotation_step(self, client: str, step: str, outcome: str) -> None:
+        self._rotation_steps.add(1, {"client": client, "step": step, "outcome": outcome})
+
+    def rotation_failing(self, client: str, failing: bool) -> None:
+        self._rotation_failing[client] = int(failing)
+
+    def _observe_key_lifetimes(self, options: CallbackOptions) -> Iterable[Observation]:
+        now = time.time()
+        return [
+            Observation(expires - now, {"client": client, "kid": kid})
+            for (client, kid), expires in self._key_expiries.items()
+        ]
+
+    def _observe_rotation_failing(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(failing, {"client": client}) for client, failing in self._rotation_failing.items()
+        ]
 
     def _observe_served(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(n, {"rpc": rpc, "source": source}) for (rpc, source), n in self._served.items()]

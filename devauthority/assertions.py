@@ -30,6 +30,7 @@ class AuthenticatedClient:
     claims: Mapping[str, Any]
     jti: str
     remember_until: float
+    kid: str = ""  # the registered key that verified it
 
 
 class AssertionVerifier:
@@ -97,6 +98,7 @@ class AssertionVerifier:
             claims=claims,
             jti=jti,
             remember_until=float(claims["exp"]) + CLOCK_SKEW_S,
+            kid=header["kid"],
         )
 
     def spend(self, authenticated: AuthenticatedClient) -> None:

@@ -33,6 +33,9 @@ class Stats:
     refreshes: int = 0
     exchanges: int = 0
     revocations: int = 0
+    # Token requests whose client assertion verified (and that passed on to the grant), by the key's kid:
+    # which key a client signs with (key rotation tests read it).
+    tokens_by_kid: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class Stats:
             "refreshes": self.refreshes,
             "exchanges": self.exchanges,
             "revocations": self.revocations,
+            "tokens_by_kid": dict(self.tokens_by_kid),
         }
 
     def reset(self) -> None:

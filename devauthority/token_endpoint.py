@@ -88,6 +88,7 @@ class TokenEndpoint:
 
             # Only now, with the nonce accepted, are the assertion and the proof used up.
             self._assertions.spend(authenticated)
+            self._stats.tokens_by_kid[authenticated.kid] += 1
             if proof is not None:
                 self._dpop.spend(proof)
             body = grant(

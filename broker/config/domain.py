@@ -20,6 +20,7 @@ from broker.config.models import (
     CallerModel,
     ClientModel,
     KeyRef,
+    RotationModel,
     ServerModel,
     ServiceAccountTokensModel,
     TargetModel,
@@ -37,7 +38,17 @@ from broker.config.settings import (
     StsSettings,
     TelemetrySettings,
 )
-from broker.model import Caller, Client, ServiceAccountIssuer, SigningKey, Target, Tenancy, Tenant, TokenType
+from broker.model import (
+    Caller,
+    Client,
+    RotationPolicy,
+    ServiceAccountIssuer,
+    SigningKey,
+    Target,
+    Tenancy,
+    Tenant,
+    TokenType,
+)
 
 T = TypeVar("T")
 
@@ -151,6 +162,20 @@ def _client(
         signing_key=signing_key,
         dpop_key=dpop_key,
         redirect_uris=tuple(model.redirect_uris),
+        rotation=None if model.rotation is None else _rotation(model.rotation),
+    )
+
+
+def _rotation(model: RotationModel) -> RotationPolicy:
+    def days(value: float | None) -> timedelta | None:
+        return None if value is None else timedelta(days=value)
+
+    return RotationPolicy(
+        selvbetjening_url=model.selvbetjening_url,
+        rotate_before_expiry=days(model.rotate_before_expiry_days),
+        every=days(model.every_days),
+        keep_old_key=timedelta(seconds=model.keep_old_key_s),
+        check_interval=timedelta(seconds=model.check_interval_s),
     )
 
 

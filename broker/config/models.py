@@ -80,6 +80,29 @@ class KeyRef(SecretRef):
         return data
 
 
+Days = Annotated[float, Field(gt=0), described("must be a number of days above 0")]
+
+
+class RotationModel(Section):
+    # The client's Selvbetjening key API (POST/GET of /v1/client-secret).
+    selvbetjening_url: AbsoluteUrl
+    # Rotate when the current key expires within this many days (HelseID's expiration), or every N days.
+    rotate_before_expiry_days: (
+        Annotated[float, Field(gt=0), described("must be a number of days above 0")] | None
+    ) = None
+    every_days: Annotated[float, Field(gt=0), described("must be a number of days above 0")] | None = None
+    # A replaced key is kept this long (every token it fetched has expired by then), then deleted.
+    keep_old_key_s: Seconds = 3600
+    # How often each replica looks whether a rotation is due (and reads the keys' expiry).
+    check_interval_s: Annotated[float, Field(ge=1), described("must be at least 1 second")] = 600
+
+    @model_validator(mode="after")
+    def _has_a_trigger(self) -> RotationModel:
+        if self.rotate_before_expiry_days is None and self.every_days is None:
+            raise invalid("needs rotate_before_expiry_days or every_days")
+        return self
+
+
 class ClientModel(Section):
     client_id: Name
     issuer: Issuer | None = None  # else [authority] issuer
@@ -88,6 +111,8 @@ class ClientModel(Section):
     # HelseID accepts the client's own key for DPoP proofs; a separate DPoP key limits what a leak exposes.
     dpop_key: KeyRef | None = None
     redirect_uris: list[AbsoluteUrl] = Field(default_factory=list)
+    # Rotates the signing key through Selvbetjening before it expires (none: the operator rotates it).
+    rotation: RotationModel | None = None
 
 
 class TargetModel(Section):

@@ -398,6 +398,25 @@ class TokenEngine:
 
     # --- reloading --------------------------------------------------------------------------------------
 
+    def carry(self, moves: Iterable[tuple[Route, Route]]) -> int:
+        """Keeps serving tokens whose cache key changed only because their client's signing key did (a
+        rotation): the token is the same, whichever key signed the assertion that fetched it, so it moves to
+        the new key and is renewed with the new signing key when it goes stale, not all at once. Returns how
+        many moved."""
+        moved = 0
+        for old, new in moves:
+            entry = self._memory.pop(old.cache_key, None)
+            refreshing = self._refreshing.pop(old.cache_key, None)
+            if refreshing is not None:
+                refreshing.cancel()
+            if entry is not None and new.cache_key not in self._memory:
+                self._memory[new.cache_key] = entry
+                moved += 1
+            changed = self._changed.pop(old.cache_key, None)
+            if changed is not None:
+                changed.set()  # its watchers look again: the stream ends and the caller watches the new key
+        return moved
+
     def drop(self, routes: Iterable[Route]) -> int:
         """Forgets the tokens of routes a reloaded configuration no longer has (their cache key is gone),
         and stops their background refreshes; returns how many tokens were held."""

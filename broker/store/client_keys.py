@@ -1,0 +1,269 @@
+"""Client keys made by rotation, in the shared store: sealed, with the one replica rotating under a lease.
+
+In Redis, one hash tag per client so its keys and lease go together on Redis Cluster:
+
+    broker:v1:{keys:<client>}          hash: "current" -> kid; "key:<kid>" -> the key's record, sealed
+                                       (AES-256-GCM under the store key, the field's name as associated
+                                       data): its private JWK, when it was made, when HelseID expires it,
+                                       and, once replaced, until when it is kept
+    broker:v1:{keys:<client>}:lease    the rotating replica's token, TTL = the lease time
+    broker:v1:keys:changed             pub/sub channel: "<client>" after the current key changed
+
+A private key never leaves these records except into the signer that uses it. The records have no TTL: a
+key is kept while it signs or may still be needed, and is deleted by the rotation that retires it.
+The memory store keeps them in the process (one replica, lost at a restart: with it, a rotation is only
+useful for a test or a single broker whose file key the operator then replaces).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from broker.store.codec import SealedCodec
+from broker.store.leases import milliseconds
+from broker.store.redis_client import connect, guarded
+
+_log = logging.getLogger(__name__)
+CHANNEL = "broker:v1:keys:changed"
+
+
+def _hash(client: str) -> str:
+    return f"broker:v1:{{keys:{client}}}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """One rotated key of a client. Times are epoch seconds."""
+
+    kid: str
+    private_jwk: dict[str, Any] = field(repr=False)
+    created_at: float
+    expires_at: float | None = None  # HelseID's expiration, from Selvbetjening
+    retire_after: float | None = None  # once replaced: kept until then, then deleted
+
+    def to_table(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_table(cls, table: dict[str, object]) -> KeyRecord | None:
+        try:
+            return cls(**table)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientKeys:
+    current: str | None
+    records: dict[str, KeyRecord]
+
+
+class KeyRecords(Protocol):
+    shared: bool
+
+    async def read(self, client: str) -> ClientKeys: ...
+
+    async def commit(self, client: str, new: KeyRecord, retired: KeyRecord | None) -> None:
+        """Makes `new` the current key (and stores `retired`, the replaced one with its retire time), then
+        announces the change."""
+        ...
+
+    async def update(self, client: str, record: KeyRecord) -> None:
+        """Rewrites one record (its expiry learned, say) without changing which key is current."""
+        ...
+
+    async def delete(self, client: str, kid: str) -> None: ...
+
+    async def try_lease(self, client: str, ttl: timedelta) -> str | None: ...
+
+    async def release(self, client: str, token: str) -> None: ...
+
+    def on_change(self, callback: Callable[[str], None]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryKeyRecords:
+    shared = False
+
+    def __init__(self) -> None:
+        self._keys: dict[str, ClientKeys] = {}
+        self._leases: dict[str, str] = {}
+        self._callbacks: list[Callable[[str], None]] = []
+
+    async def read(self, client: str) -> ClientKeys:
+        keys = self._keys.get(client, ClientKeys(None, {}))
+        return ClientKeys(keys.current, dict(keys.records))
+
+    async def commit(self, client: str, new: KeyRecord, retired: KeyRecord | None) -> None:
+        records = dict(self._keys.get(client, ClientKeys(None, {})).records)
+        records[new.kid] = new
+        if retired is not None:
+            records[retired.kid] = retired
+        self._keys[client] = ClientKeys(new.kid, records)
+        for callback in self._callbacks:
+            callback(client)
+
+    async def update(self, client: str, record: KeyRecord) -> None:
+        keys = self._keys.get(client, ClientKeys(None, {}))
+        self._keys[client] = ClientKeys(keys.current, {**keys.records, record.kid: record})
+
+    async def delete(self, client: str, kid: str) -> None:
+        keys = self._keys.get(client)
+        if keys is not None and kid != keys.current:
+            self._keys[client] = ClientKeys(keys.current, {k: v for k, v in keys.records.items() if k != kid})
+
+    async def try_lease(self, client: str, ttl: timedelta) -> str | None:
+        if client in self._leases:
+            return None
+        self._leases[client] = token = secrets.token_hex(8)
+        return token
+
+    async def release(self, client: str, token: str) -> None:
+        if self._leases.get(client) == token:
+            del self._leases[client]
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        self._callbacks.append(callback)
+
+    async def close(self) -> None:
+        return None
+
+
+# KEYS: hash. ARGV: new kid, new field, new sealed, retired field ('' for none), retired sealed, channel,
+# client. One script: the current key and its record change together, and the notice follows.
+_COMMIT = """
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], 'current', ARGV[1])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], ARGV[4], ARGV[5]) end
+redis.call('PUBLISH', ARGV[6], ARGV[7])
+return 1
+"""
+# KEYS: lease. ARGV: token.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class RedisKeyRecords:
+    shared = True
+
+    def __init__(self, client: aioredis.Redis, codec: SealedCodec, listener: aioredis.Redis) -> None:
+        self._redis = client
+        self._codec = codec
+        self._listener_client = listener
+        self._commit = client.register_script(_COMMIT)
+        self._release = client.register_script(_RELEASE)
+        self._callbacks: list[Callable[[str], None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @classmethod
+    def from_url(cls, url: str, key: bytes, *, timeout_s: float = 1.0) -> RedisKeyRecords:
+        client = connect(url, timedelta(seconds=timeout_s))
+        listener = aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, health_check_interval=10)
+        return cls(client, SealedCodec(key), listener)
+
+    async def read(self, client: str) -> ClientKeys:
+        fields = await guarded("keys", self._redis.hgetall(_hash(client)))
+        current: str | None = None
+        records: dict[str, KeyRecord] = {}
+        for raw_name, raw_value in fields.items():
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+            value = raw_value.encode() if isinstance(raw_value, str) else raw_value
+            if name == "current":
+                current = value.decode()
+                continue
+            table = self._codec.open_table(f"{_hash(client)}:{name}", value)
+            record = None if table is None else KeyRecord.from_table(table)
+            if record is None:
+                _log.error(
+                    "a stored key of client %r does not open with the store key; it is ignored", client
+                )
+                continue
+            records[record.kid] = record
+        return ClientKeys(current if current in records else None, records)
+
+    async def commit(self, client: str, new: KeyRecord, retired: KeyRecord | None) -> None:
+        name = _hash(client)
+        new_field = f"key:{new.kid}"
+        retired_field = "" if retired is None else f"key:{retired.kid}"
+        retired_sealed = b"" if retired is None else self._seal(name, retired_field, retired)
+        args: list[bytes | str] = [
+            new.kid,
+            new_field,
+            self._seal(name, new_field, new),
+            retired_field,
+            retired_sealed,
+            CHANNEL,
+            client,
+        ]
+        await guarded("keys", self._commit(keys=[name], args=args))
+
+    async def update(self, client: str, record: KeyRecord) -> None:
+        name, field_name = _hash(client), f"key:{record.kid}"
+        await guarded("keys", self._redis.hset(name, field_name, self._seal(name, field_name, record)))
+
+    async def delete(self, client: str, kid: str) -> None:
+        await guarded("keys", self._redis.hdel(_hash(client), f"key:{kid}"))
+
+    async def try_lease(self, client: str, ttl: timedelta) -> str | None:
+        token = secrets.token_hex(8)
+        taken = await guarded(
+            "keys", self._redis.set(f"{_hash(client)}:lease", token, nx=True, px=milliseconds(ttl))
+        )
+        return token if taken else None
+
+    async def release(self, client: str, token: str) -> None:
+        await guarded("keys", self._release(keys=[f"{_hash(client)}:lease"], args=[token]))
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        self._callbacks.append(callback)
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        pause = 0.1
+        while not self._closing:
+            try:
+                async with self._listener_client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    pause = 0.1
+                    while not self._closing:
+                        message = await pubsub.get_message(timeout=1.0)
+                        if message is not None:
+                            data = message.get("data")
+                            client = data.decode() if isinstance(data, bytes) else str(data)
+                            for callback in self._callbacks:
+                                callback(client)
+            except (RedisError, OSError):
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def _seal(self, name: str, field_name: str, record: KeyRecord) -> bytes:
+        return self._codec.seal_table(f"{name}:{field_name}", record.to_table())
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.wait({self._listener}, timeout=2)
+        await self._redis.aclose()
+        await self._listener_client.aclose()
+
+
+def dumps(record: KeyRecord) -> str:
+    """For tests: the record without its private key."""
+    table = record.to_table()
+    table.pop("private_jwk", None)
+    return json.dumps(table)
