@@ -16,7 +16,8 @@ wait for the next look) then, each step counted in `broker.key_rotation.steps` a
 The replaced key is kept `keep_old_key` (every token it fetched has expired by then) and then deleted from
 the store; HelseID keeps it registered until its own expiration (the API documents no removal). Tokens keep
 being served across the switch (`TokenEngine.carry`) and are renewed with the new key as they go stale. A
-failed step keeps the old key, is retried with back-off (30 s doubling to an hour), and sets
+failed step keeps the old key, is retried with back-off (30 s, or the check interval when shorter,
+doubling to an hour), and sets
 `broker.key_rotation.failing{client}` to 1 until a rotation succeeds: alert on it.
 
 New keys live in the shared store (sealed). A client whose key is in an HSM is rotated the same way today,
@@ -35,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from broker.errors import BrokerError
 from broker.idp.selvbetjening import TARGET, RegisteredKey, SelvbetjeningClient
 from broker.idp.sts import StsClient
-from broker.model import Client, RotationPolicy, SigningKey
+from broker.model import AccessToken, Client, RotationPolicy, SigningKey
 from broker.protocol import keys
 from broker.reload import Reloader
 from broker.store.client_keys import KeyRecord, KeyRecords
@@ -44,6 +45,10 @@ from broker.telemetry import Metrics
 _log = logging.getLogger(__name__)
 
 LEASE_TTL = timedelta(minutes=2)
+# The registered keys (and their expiry) are read at most this often: an expiry is known months ahead.
+LIST_INTERVAL = timedelta(minutes=10)
+# A Selvbetjening token is reused while it has this much left.
+TOKEN_MARGIN = timedelta(seconds=60)
 FIRST_RETRY = timedelta(seconds=30)
 LAST_RETRY = timedelta(hours=1)
 
@@ -55,6 +60,8 @@ class _State:
     kid: str  # the client's current key
     first_seen: datetime  # when this replica first saw that key in use (for `every`)
     registered: list[RegisteredKey]
+    listed_at: datetime | None = None
+    token: AccessToken | None = None  # for Selvbetjening, fetched with this key
     retry_at: datetime | None = None
     retry_after: timedelta = FIRST_RETRY
 
@@ -134,6 +141,9 @@ class KeyRotator:
             return
         key = keys.load_signing_key(stored.records[stored.current].private_jwk)
         await self._reloader.use_signing_key(name, replace(key, where="store"))
+        # Whichever replica rotated, the client's rotation succeeded: this one stops saying it fails.
+        self._metrics.rotation_failing(name, False)
+        self._states.pop(name, None)
         _log.info("client %r signs with its rotated key %s from now on", name, key.kid)
 
     async def check(self, name: str) -> bool:
@@ -145,7 +155,9 @@ class KeyRotator:
         now = self._clock()
         if state.retry_at is not None and now < state.retry_at:
             return False
-        state.registered = await self._registered(name, client, policy)
+        if state.listed_at is None or now - state.listed_at >= LIST_INTERVAL:
+            state.registered = await self._registered(name, client, policy, state)
+            state.listed_at = now
         if not self._due(client, policy, state, now):
             return False
         lease = await self._records.try_lease(name, LEASE_TTL)
@@ -170,9 +182,18 @@ class KeyRotator:
             self._states[name] = state
         return state
 
-    async def _registered(self, name: str, client: Client, policy: RotationPolicy) -> list[RegisteredKey]:
+    async def _token(self, client: Client, state: _State) -> AccessToken:
+        """A Selvbetjening token of the client's current key, reused while it lasts."""
+        token = state.token
+        if token is None or token.expires_at - self._clock() < TOKEN_MARGIN:
+            token = state.token = await self._sts.fetch_client_credentials(client, TARGET, ())
+        return token
+
+    async def _registered(
+        self, name: str, client: Client, policy: RotationPolicy, state: _State
+    ) -> list[RegisteredKey]:
         """The keys HelseID holds for the client (their expiry feeds the gauge)."""
-        token = await self._sts.fetch_client_credentials(client, TARGET, ())
+        token = await self._token(client, state)
         registered = await self._selvbetjening.list_keys(policy.selvbetjening_url, client, token)
         for key in registered:
             expires = None if key.expires_at is None else key.expires_at.timestamp()
@@ -194,7 +215,7 @@ class KeyRotator:
             new = self._generate(client.signing_key)
             self._step(name, step, "ok")
             step = "token"
-            token = await self._sts.fetch_client_credentials(client, TARGET, ())
+            token = await self._token(client, state)
             self._step(name, step, "ok")
             step = "register"
             public = keys.public_jwk(new)
@@ -242,6 +263,10 @@ class KeyRotator:
     def _failed(self, name: str, step: str, state: _State, reason: str) -> None:
         self._metrics.rotation_step(name, step, "failed")
         self._metrics.rotation_failing(name, True)
+        policy = self._reloader.config.clients[name].rotation
+        if policy is not None and state.retry_after == FIRST_RETRY:
+            # A replica that looks more often than every 30 s retries as often as it looks at first.
+            state.retry_after = min(FIRST_RETRY, policy.check_interval)
         state.retry_at = self._clock() + state.retry_after
         _log.warning(
             "key rotation of client %r failed at %s (%s); the current key stays, next try in %.0f s",
