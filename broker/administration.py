@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from broker.api.admin import TenantEntry
+from broker.api.admin import KeyEntry, TenantEntry
 from broker.config import BrokerConfig
 from broker.config.loader import parse_tenant
 from broker.errors import (
@@ -23,16 +23,20 @@ from broker.errors import (
     PermissionDeniedError,
     Reason,
 )
-from broker.model import Client, ReloadOutcome
+from broker.model import ReloadOutcome
 from broker.reload import Reloader
+from broker.rotation import KeyRotator
 from broker.stored_tenants import StoredTenants
 
 
 class Administration:
-    def __init__(self, reloader: Reloader, stored: StoredTenants, *, workers: int) -> None:
+    def __init__(
+        self, reloader: Reloader, stored: StoredTenants, *, workers: int, rotator: KeyRotator | None = None
+    ) -> None:
         self._reloader = reloader
         self._stored = stored
         self._workers = workers
+        self._rotator = rotator
 
     @property
     def _config(self) -> BrokerConfig:
@@ -78,8 +82,14 @@ class Administration:
         await self._stored.records.announce_reload()
         return outcome
 
-    def clients(self) -> Mapping[str, Client]:
-        return self._config.clients
+    async def keys(self) -> Sequence[KeyEntry]:
+        entries: list[KeyEntry] = []
+        for name, client in sorted(self._config.clients.items()):
+            if self._rotator is not None and client.rotation is not None:
+                entries += await self._rotator.keys_of(name)
+            else:
+                entries.append(KeyEntry(client, client.signing_key, current=True))
+        return entries
 
 
 def _managed_by_files(name: str) -> PermissionDeniedError:

@@ -212,7 +212,7 @@ async def _serve_with(
         audit=trail,
         service_accounts=config.server.service_account_tokens,
         limiter=StsTrafficLimiter.from_config(config),
-        administration=Administration(reloader, stored, workers=config.server.workers),
+        administration=Administration(reloader, stored, workers=config.server.workers, rotator=rotator),
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()

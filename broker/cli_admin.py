@@ -210,6 +210,7 @@ def jwks_command(args: argparse.Namespace) -> int:
                 "jwk": json.loads(key.jwk_json),
             }
             for key in answer.keys
+            if key.current  # the key each client signs with; `keys list` shows the replaced ones too
         }
 
     every = _call(args, jwks)
@@ -219,6 +220,43 @@ def jwks_command(args: argparse.Namespace) -> int:
         known = ", ".join(sorted(every)) or "none"
         raise CommandError(f"the broker has no client {args.client!r} (its clients: {known})")
     return _print(every[args.client]["jwk"])
+
+
+def add_keys_list(actions: Any) -> None:  # argparse's subparsers action has no public type
+    listing = actions.add_parser(
+        "list", help="every active key of a running broker's clients: kid, thumbprint, where, origin, expiry"
+    )
+    _finish(listing, keys_list_command)
+
+
+def keys_list_command(args: argparse.Namespace) -> int:
+    async def listing(stub: AdminServiceStub, metadata: Metadata) -> list[dict[str, Any]]:
+        from broker.v1 import admin_service_pb2 as pb  # noqa: PLC0415 - see the module's docstring
+
+        answer = await stub.GetPublicJwks(pb.GetPublicJwksRequest(), metadata=metadata, timeout=TIMEOUT_S)
+        return [
+            {
+                "client": key.client,
+                "kid": key.kid,
+                "alg": key.alg,
+                "thumbprint": key.thumbprint,
+                "location": key.location,
+                "current": key.current,
+                "origin": key.origin or None,
+                "expires": _time(key, "expire_time"),
+                "retire": _time(key, "retire_time"),
+            }
+            for key in answer.keys
+        ]
+
+    return _print(_call(args, listing))
+
+
+def _time(key: pb.ClientPublicKey, name: str) -> str | None:
+    if not key.HasField(name):
+        return None
+    stamp = getattr(key, name)
+    return str(stamp.ToDatetime().isoformat(timespec="seconds") + "Z")
 
 
 def _call(args: argparse.Namespace, work: Callable[[AdminServiceStub, Metadata], Awaitable[Any]]) -> Any:

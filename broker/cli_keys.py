@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from broker.cli_admin import add_keys_list
 from broker.cli_errors import CommandError
 from broker.config import load_config
 from broker.protocol import keys
@@ -29,6 +30,7 @@ def add_key_commands(commands: Any) -> None:  # argparse's subparsers action has
     show.add_argument("--config", type=Path, default=os.environ.get("BROKER_CONFIG"), help="TOML file")
     show.add_argument("--client", help="only this client (prints its public JWK alone)")
     show.set_defaults(handler=keys_show_command)
+    add_keys_list(actions)
 
 
 def keygen_command(args: argparse.Namespace) -> int:

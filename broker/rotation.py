@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from broker.api.admin import KeyEntry
 from broker.errors import BrokerError
 from broker.idp.selvbetjening import TARGET, RegisteredKey, SelvbetjeningClient
 from broker.idp.sts import StsClient
@@ -174,6 +175,34 @@ class KeyRotator:
         finally:
             with contextlib.suppress(BrokerError):
                 await self._records.release(name, lease)
+
+    async def keys_of(self, name: str) -> list[KeyEntry]:
+        """The client's active keys: the one it signs with and the replaced ones still kept in the store,
+        with HelseID's expiry (from Selvbetjening's last list, else from the registration)."""
+        client = self._reloader.config.clients[name]
+        state = self._states.get(name)
+        registered = {key.kid: key for key in (state.registered if state else [])}
+        records: dict[str, KeyRecord] = {}
+        with contextlib.suppress(BrokerError):  # the store is away: the current key is still known
+            records = (await self._records.read(name)).records
+
+        def entry(key: SigningKey, current: bool) -> KeyEntry:
+            listed, record = registered.get(key.kid), records.get(key.kid)
+            expires = None if listed is None else listed.expires_at
+            if expires is None and record is not None and record.expires_at is not None:
+                expires = datetime.fromtimestamp(record.expires_at, UTC)
+            retire = None
+            if record is not None and record.retire_after is not None:
+                retire = datetime.fromtimestamp(record.retire_after, UTC)
+            return KeyEntry(client, key, current, expires, "" if listed is None else listed.origin, retire)
+
+        entries = [entry(client.signing_key, True)]
+        for record in records.values():
+            if record.kid != client.signing_key.kid:
+                entries.append(
+                    entry(replace(keys.load_signing_key(record.private_jwk), where="store"), False)
+                )
+        return entries
 
     def _state(self, name: str, client: Client) -> _State:
         state = self._states.get(name)

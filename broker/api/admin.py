@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from broker.api import rpc
 from broker.errors import NotFoundError, Reason
-from broker.model import Client, ReloadOutcome, Tenant
+from broker.model import Client, ReloadOutcome, SigningKey, Tenant
 from broker.protocol import keys
 from broker.v1 import admin_service_pb2 as pb
 
@@ -26,6 +27,18 @@ DEFAULT_PAGE_SIZE = 100
 class TenantEntry:
     tenant: Tenant
     from_files: bool  # else: from the shared store
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    """One active key of a client: the one it signs with, or a replaced one still kept."""
+
+    client: Client
+    key: SigningKey
+    current: bool
+    expires_at: datetime | None = None  # HelseID's, from Selvbetjening
+    origin: str = ""  # Selvbetjening's: "Api" or "Gui"
+    retire_at: datetime | None = None
 
 
 class Administration(Protocol):
@@ -48,7 +61,9 @@ class Administration(Protocol):
         """Reloads the files here and asks the other replicas to; ConfigurationError when invalid."""
         ...
 
-    def clients(self) -> Mapping[str, Client]: ...
+    async def keys(self) -> Sequence[KeyEntry]:
+        """Every active key of every client, by client name, the current key first."""
+        ...
 
 
 class AdminServicer:
@@ -109,18 +124,27 @@ class AdminServicer:
         )
 
     async def public_jwks(self, call: rpc.Call[pb.GetPublicJwksRequest]) -> pb.GetPublicJwksResponse:
-        return pb.GetPublicJwksResponse(
-            keys=[
-                pb.ClientPublicKey(
-                    client=name,
-                    client_id=client.client_id,
-                    jwk_json=json.dumps(keys.public_jwk(client.signing_key), separators=(",", ":")),
-                    kid=client.signing_key.kid,
-                    alg=client.signing_key.alg,
-                )
-                for name, client in sorted(self._administration.clients().items())
-            ]
-        )
+        return pb.GetPublicJwksResponse(keys=[_key(entry) for entry in await self._administration.keys()])
+
+
+def _key(entry: KeyEntry) -> pb.ClientPublicKey:
+    key = entry.key
+    answer = pb.ClientPublicKey(
+        client=entry.client.name,
+        client_id=entry.client.client_id,
+        jwk_json=json.dumps(keys.public_jwk(key), separators=(",", ":")),
+        kid=key.kid,
+        alg=key.alg,
+        thumbprint=key.thumbprint,
+        location=key.where,
+        current=entry.current,
+        origin=entry.origin,
+    )
+    if entry.expires_at is not None:
+        answer.expire_time.FromDatetime(entry.expires_at)
+    if entry.retire_at is not None:
+        answer.retire_time.FromDatetime(entry.retire_at)
+    return answer
 
 
 def _unknown(name: str) -> NotFoundError:

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62roker/v1/admin_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\"\x8e\x01\n\x0eTenantSettings\x12\x14\n\x06\x63lient\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07targets\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04warm\x18\x03 \x03(\t\x12\x14\n\x0corgnr_parent\x18\x04 \x01(\t\x12\x13\n\x0borgnr_child\x18\x05 \x01(\t\x12\x16\n\x0esfm_journal_id\x18\x06 \x01(\t\"l\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08settings\x18\x02 \x01(\x0b\x32\x19.broker.v1.TenantSettings\x12\'\n\x06source\x18\x03 \x01(\x0e\x32\x17.broker.v1.TenantSource\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x13ListTenantsResponse\x12\"\n\x07tenants\x18\x01 \x03(\x0b\x32\x11.broker.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x10GetTenantRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x11GetTenantResponse\x12!\n\x06tenant\x18\x01 \x01(\x0b\x32\x11.broker.v1.Tenant\"^\n\x13UpsertTenantRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x31\n\x08settings\x18\x02 \x01(\x0b\x32\x19.broker.v1.TenantSettingsB\x04\xe2\x41\x01\x02\"J\n\x14UpsertTenantResponse\x12!\n\x06tenant\x18\x01 \x01(\x0b\x32\x11.broker.v1.Tenant\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"+\n\x13\x44\x65leteTenantRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x16\n\x14\x44\x65leteTenantResponse\"\x1c\n\x1aReloadConfigurationRequest\"\xcc\x01\n\x1bReloadConfigurationResponse\x12\x0f\n\x07tenants\x18\x01 \x01(\x05\x12\x15\n\radded_tenants\x18\x02 \x03(\t\x12\x17\n\x0fremoved_tenants\x18\x03 \x03(\t\x12\x14\n\x0croutes_added\x18\x04 \x01(\x05\x12\x16\n\x0eroutes_removed\x18\x05 \x01(\x05\x12\x16\n\x0etokens_dropped\x18\x06 \x01(\x05\x12\x0f\n\x07warming\x18\x07 \x01(\x05\x12\x15\n\rneeds_restart\x18\x08 \x03(\t\"\x16\n\x14GetPublicJwksRequest\"`\n\x0f\x43lientPublicKey\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x10\n\x08jwk_json\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\"A\n\x15GetPublicJwksResponse\x12(\n\x04keys\x18\x01 \x03(\x0b\x32\x1a.broker.v1.ClientPublicKey*_\n\x0cTenantSource\x12\x1d\n\x19TENANT_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TENANT_SOURCE_FILES\x10\x01\x12\x17\n\x13TENANT_SOURCE_STORE\x10\x02\x32\x80\x04\n\x0c\x41\x64minService\x12L\n\x0bListTenants\x12\x1d.broker.v1.ListTenantsRequest\x1a\x1e.broker.v1.ListTenantsResponse\x12\x46\n\tGetTenant\x12\x1b.broker.v1.GetTenantRequest\x1a\x1c.broker.v1.GetTenantResponse\x12O\n\x0cUpsertTenant\x12\x1e.broker.v1.UpsertTenantRequest\x1a\x1f.broker.v1.UpsertTenantResponse\x12O\n\x0c\x44\x65leteTenant\x12\x1e.broker.v1.DeleteTenantRequest\x1a\x1f.broker.v1.DeleteTenantResponse\x12\x64\n\x13ReloadConfiguration\x12%.broker.v1.ReloadConfigurationRequest\x1a&.broker.v1.ReloadConfigurationResponse\x12R\n\rGetPublicJwks\x12\x1f.broker.v1.GetPublicJwksRequest\x1a .broker.v1.GetPublicJwksResponseB\x86\x01\n\x14no.helseid.broker.v1B\x11\x41\x64minServiceProtoP\x01ZEgithub.com/helseid-broker/helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x62roker/v1/admin_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n\x0eTenantSettings\x12\x14\n\x06\x63lient\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07targets\x18\x02 \x03(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04warm\x18\x03 \x03(\t\x12\x14\n\x0corgnr_parent\x18\x04 \x01(\t\x12\x13\n\x0borgnr_child\x18\x05 \x01(\t\x12\x16\n\x0esfm_journal_id\x18\x06 \x01(\t\"l\n\x06Tenant\x12\x0c\n\x04name\x18\x01 \x01(\t\x12+\n\x08settings\x18\x02 \x01(\x0b\x32\x19.broker.v1.TenantSettings\x12\'\n\x06source\x18\x03 \x01(\x0e\x32\x17.broker.v1.TenantSource\";\n\x12ListTenantsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"R\n\x13ListTenantsResponse\x12\"\n\x07tenants\x18\x01 \x03(\x0b\x32\x11.broker.v1.Tenant\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"(\n\x10GetTenantRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"6\n\x11GetTenantResponse\x12!\n\x06tenant\x18\x01 \x01(\x0b\x32\x11.broker.v1.Tenant\"^\n\x13UpsertTenantRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x31\n\x08settings\x18\x02 \x01(\x0b\x32\x19.broker.v1.TenantSettingsB\x04\xe2\x41\x01\x02\"J\n\x14UpsertTenantResponse\x12!\n\x06tenant\x18\x01 \x01(\x0b\x32\x11.broker.v1.Tenant\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"+\n\x13\x44\x65leteTenantRequest\x12\x14\n\x06tenant\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x16\n\x14\x44\x65leteTenantResponse\"\x1c\n\x1aReloadConfigurationRequest\"\xcc\x01\n\x1bReloadConfigurationResponse\x12\x0f\n\x07tenants\x18\x01 \x01(\x05\x12\x15\n\radded_tenants\x18\x02 \x03(\t\x12\x17\n\x0fremoved_tenants\x18\x03 \x03(\t\x12\x14\n\x0croutes_added\x18\x04 \x01(\x05\x12\x16\n\x0eroutes_removed\x18\x05 \x01(\x05\x12\x16\n\x0etokens_dropped\x18\x06 \x01(\x05\x12\x0f\n\x07warming\x18\x07 \x01(\x05\x12\x15\n\rneeds_restart\x18\x08 \x03(\t\"\x16\n\x14GetPublicJwksRequest\"\x89\x02\n\x0f\x43lientPublicKey\x12\x0e\n\x06\x63lient\x18\x01 \x01(\t\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\x10\n\x08jwk_json\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x12\n\nthumbprint\x18\x06 \x01(\t\x12\x10\n\x08location\x18\x07 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x08 \x01(\x08\x12/\n\x0b\x65xpire_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06origin\x18\n \x01(\t\x12/\n\x0bretire_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x15GetPublicJwksResponse\x12(\n\x04keys\x18\x01 \x03(\x0b\x32\x1a.broker.v1.ClientPublicKey*_\n\x0cTenantSource\x12\x1d\n\x19TENANT_SOURCE_UNSPECIFIED\x10\x00\x12\x17\n\x13TENANT_SOURCE_FILES\x10\x01\x12\x17\n\x13TENANT_SOURCE_STORE\x10\x02\x32\x80\x04\n\x0c\x41\x64minService\x12L\n\x0bListTenants\x12\x1d.broker.v1.ListTenantsRequest\x1a\x1e.broker.v1.ListTenantsResponse\x12\x46\n\tGetTenant\x12\x1b.broker.v1.GetTenantRequest\x1a\x1c.broker.v1.GetTenantResponse\x12O\n\x0cUpsertTenant\x12\x1e.broker.v1.UpsertTenantRequest\x1a\x1f.broker.v1.UpsertTenantResponse\x12O\n\x0c\x44\x65leteTenant\x12\x1e.broker.v1.DeleteTenantRequest\x1a\x1f.broker.v1.DeleteTenantResponse\x12\x64\n\x13ReloadConfiguration\x12%.broker.v1.ReloadConfigurationRequest\x1a&.broker.v1.ReloadConfigurationResponse\x12R\n\rGetPublicJwks\x12\x1f.broker.v1.GetPublicJwksRequest\x1a .broker.v1.GetPublicJwksResponseB\x86\x01\n\x14no.helseid.broker.v1B\x11\x41\x64minServiceProtoP\x01ZEgithub.com/helseid-broker/helseid-broker/clients/go/brokerv1;brokerv1\xaa\x02\x11HelseId.Broker.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,38 +46,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSERTTENANTREQUEST'].fields_by_name['settings']._serialized_options = b'\342A\001\002'
   _globals['_DELETETENANTREQUEST'].fields_by_name['tenant']._loaded_options = None
   _globals['_DELETETENANTREQUEST'].fields_by_name['tenant']._serialized_options = b'\342A\001\002'
-  _globals['_TENANTSOURCE']._serialized_start=1242
-  _globals['_TENANTSOURCE']._serialized_end=1337
-  _globals['_TENANTSETTINGS']._serialized_start=78
-  _globals['_TENANTSETTINGS']._serialized_end=220
-  _globals['_TENANT']._serialized_start=222
-  _globals['_TENANT']._serialized_end=330
-  _globals['_LISTTENANTSREQUEST']._serialized_start=332
-  _globals['_LISTTENANTSREQUEST']._serialized_end=391
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=393
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=475
-  _globals['_GETTENANTREQUEST']._serialized_start=477
-  _globals['_GETTENANTREQUEST']._serialized_end=517
-  _globals['_GETTENANTRESPONSE']._serialized_start=519
-  _globals['_GETTENANTRESPONSE']._serialized_end=573
-  _globals['_UPSERTTENANTREQUEST']._serialized_start=575
-  _globals['_UPSERTTENANTREQUEST']._serialized_end=669
-  _globals['_UPSERTTENANTRESPONSE']._serialized_start=671
-  _globals['_UPSERTTENANTRESPONSE']._serialized_end=745
-  _globals['_DELETETENANTREQUEST']._serialized_start=747
-  _globals['_DELETETENANTREQUEST']._serialized_end=790
-  _globals['_DELETETENANTRESPONSE']._serialized_start=792
-  _globals['_DELETETENANTRESPONSE']._serialized_end=814
-  _globals['_RELOADCONFIGURATIONREQUEST']._serialized_start=816
-  _globals['_RELOADCONFIGURATIONREQUEST']._serialized_end=844
-  _globals['_RELOADCONFIGURATIONRESPONSE']._serialized_start=847
-  _globals['_RELOADCONFIGURATIONRESPONSE']._serialized_end=1051
-  _globals['_GETPUBLICJWKSREQUEST']._serialized_start=1053
-  _globals['_GETPUBLICJWKSREQUEST']._serialized_end=1075
-  _globals['_CLIENTPUBLICKEY']._serialized_start=1077
-  _globals['_CLIENTPUBLICKEY']._serialized_end=1173
-  _globals['_GETPUBLICJWKSRESPONSE']._serialized_start=1175
-  _globals['_GETPUBLICJWKSRESPONSE']._serialized_end=1240
-  _globals['_ADMINSERVICE']._serialized_start=1340
-  _globals['_ADMINSERVICE']._serialized_end=1852
+  _globals['_TENANTSOURCE']._serialized_start=1445
+  _globals['_TENANTSOURCE']._serialized_end=1540
+  _globals['_TENANTSETTINGS']._serialized_start=111
+  _globals['_TENANTSETTINGS']._serialized_end=253
+  _globals['_TENANT']._serialized_start=255
+  _globals['_TENANT']._serialized_end=363
+  _globals['_LISTTENANTSREQUEST']._serialized_start=365
+  _globals['_LISTTENANTSREQUEST']._serialized_end=424
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=426
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=508
+  _globals['_GETTENANTREQUEST']._serialized_start=510
+  _globals['_GETTENANTREQUEST']._serialized_end=550
+  _globals['_GETTENANTRESPONSE']._serialized_start=552
+  _globals['_GETTENANTRESPONSE']._serialized_end=606
+  _globals['_UPSERTTENANTREQUEST']._serialized_start=608
+  _globals['_UPSERTTENANTREQUEST']._serialized_end=702
+  _globals['_UPSERTTENANTRESPONSE']._serialized_start=704
+  _globals['_UPSERTTENANTRESPONSE']._serialized_end=778
+  _globals['_DELETETENANTREQUEST']._serialized_start=780
+  _globals['_DELETETENANTREQUEST']._serialized_end=823
+  _globals['_DELETETENANTRESPONSE']._serialized_start=825
+  _globals['_DELETETENANTRESPONSE']._serialized_end=847
+  _globals['_RELOADCONFIGURATIONREQUEST']._serialized_start=849
+  _globals['_RELOADCONFIGURATIONREQUEST']._serialized_end=877
+  _globals['_RELOADCONFIGURATIONRESPONSE']._serialized_start=880
+  _globals['_RELOADCONFIGURATIONRESPONSE']._serialized_end=1084
+  _globals['_GETPUBLICJWKSREQUEST']._serialized_start=1086
+  _globals['_GETPUBLICJWKSREQUEST']._serialized_end=1108
+  _globals['_CLIENTPUBLICKEY']._serialized_start=1111
+  _globals['_CLIENTPUBLICKEY']._serialized_end=1376
+  _globals['_GETPUBLICJWKSRESPONSE']._serialized_start=1378
+  _globals['_GETPUBLICJWKSRESPONSE']._serialized_end=1443
+  _globals['_ADMINSERVICE']._serialized_start=1543
+  _globals['_ADMINSERVICE']._serialized_end=2055
 # @@protoc_insertion_point(module_scope)

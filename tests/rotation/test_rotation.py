@@ -14,6 +14,8 @@ import asyncio
 import base64
 import json
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -134,6 +136,14 @@ async def served_token(address: str, tenant: str) -> str:
     return answer.access_token.token
 
 
+def keys_list(address: str) -> list[dict[str, object]]:
+    """`python -m broker keys list` against a replica (no callers: loopback, no credential)."""
+    command = [sys.executable, "-m", "broker", "keys", "list", "--address", address]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    listed: list[dict[str, object]] = json.loads(done.stdout)
+    return listed
+
+
 def issued_at(token: str) -> int:
     payload = token.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
@@ -221,6 +231,12 @@ def test_a_refused_registration_keeps_the_old_key_then_one_replica_rotates_and_a
             assert kids_now[old_kid] == kids_then[old_kid]
             assert kids_now[new_kids[0]] >= kids_then[new_kids[0]] + REPLICAS
             await until(lambda: 1 not in failing(), "the failing gauge back to 0")
+            listed = await asyncio.to_thread(keys_list, addresses[0])
+            assert [(key["kid"], key["location"], key["current"]) for key in listed] == [
+                (new_kids[0], "store", True)
+            ]
+            assert listed[0]["expires"] is not None  # Selvbetjening's expiration of the new key
+            lines.append(f"keys list: {listed}")
             lines.append(
                 f"after the switch: {REPLICAS} fresh fetches, none signed by the old key (token requests by "
                 f"key: old {kids_now[old_kid]}, new {kids_now[new_kids[0]]}); failing gauge 0"

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -806,18 +807,31 @@ func (*GetPublicJwksRequest) Descriptor() ([]byte, []int) {
 	return file_broker_v1_admin_service_proto_rawDescGZIP(), []int{12}
 }
 
-// The public key of one client.
+// One active key of a client.
 type ClientPublicKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The client's name in `[clients]`.
 	Client string `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
 	// Its HelseID client id.
 	ClientId string `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	// The public JWK (JSON) of the key its client assertions are signed with, as Selvbetjening takes it.
+	// The public JWK (JSON) of the key, as Selvbetjening takes it.
 	JwkJson string `protobuf:"bytes,3,opt,name=jwk_json,json=jwkJson,proto3" json:"jwk_json,omitempty"`
 	// The key's `kid` and algorithm.
-	Kid           string `protobuf:"bytes,4,opt,name=kid,proto3" json:"kid,omitempty"`
-	Alg           string `protobuf:"bytes,5,opt,name=alg,proto3" json:"alg,omitempty"`
+	Kid string `protobuf:"bytes,4,opt,name=kid,proto3" json:"kid,omitempty"`
+	Alg string `protobuf:"bytes,5,opt,name=alg,proto3" json:"alg,omitempty"`
+	// Its RFC 7638 thumbprint (Selvbetjening's `jwkThumbprint`).
+	Thumbprint string `protobuf:"bytes,6,opt,name=thumbprint,proto3" json:"thumbprint,omitempty"`
+	// Where the private key lives: `memory` (a file or environment JWK), `pkcs11` (an HSM), `store` (made by
+	// rotation, sealed in the shared store).
+	Location string `protobuf:"bytes,7,opt,name=location,proto3" json:"location,omitempty"`
+	// True for the key the client signs with now; false for a replaced key still kept.
+	Current bool `protobuf:"varint,8,opt,name=current,proto3" json:"current,omitempty"`
+	// When HelseID expires the key, as Selvbetjening last said; unset when not known (no rotation policy).
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Where HelseID says the key was registered: `Api` (by rotation) or `Gui` (the portal); empty if unknown.
+	Origin string `protobuf:"bytes,10,opt,name=origin,proto3" json:"origin,omitempty"`
+	// For a replaced key: when the broker deletes it.
+	RetireTime    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=retire_time,json=retireTime,proto3" json:"retire_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -887,10 +901,52 @@ func (x *ClientPublicKey) GetAlg() string {
 	return ""
 }
 
+func (x *ClientPublicKey) GetThumbprint() string {
+	if x != nil {
+		return x.Thumbprint
+	}
+	return ""
+}
+
+func (x *ClientPublicKey) GetLocation() string {
+	if x != nil {
+		return x.Location
+	}
+	return ""
+}
+
+func (x *ClientPublicKey) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
+func (x *ClientPublicKey) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *ClientPublicKey) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *ClientPublicKey) GetRetireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetireTime
+	}
+	return nil
+}
+
 // Response for GetPublicJwks.
 type GetPublicJwksResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Every configured client's key, by client name.
+	// Every active key of every configured client, by client name, the current key first.
 	Keys          []*ClientPublicKey `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -937,7 +993,7 @@ var File_broker_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_broker_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dbroker/v1/admin_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\"\xcc\x01\n" +
+	"\x1dbroker/v1/admin_service.proto\x12\tbroker.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x01\n" +
 	"\x0eTenantSettings\x12\x1c\n" +
 	"\x06client\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06client\x12\x1e\n" +
 	"\atargets\x18\x02 \x03(\tB\x04\xe2A\x01\x02R\atargets\x12\x12\n" +
@@ -980,13 +1036,24 @@ const file_broker_v1_admin_service_proto_rawDesc = "" +
 	"\x0etokens_dropped\x18\x06 \x01(\x05R\rtokensDropped\x12\x18\n" +
 	"\awarming\x18\a \x01(\x05R\awarming\x12#\n" +
 	"\rneeds_restart\x18\b \x03(\tR\fneedsRestart\"\x16\n" +
-	"\x14GetPublicJwksRequest\"\x85\x01\n" +
+	"\x14GetPublicJwksRequest\"\xed\x02\n" +
 	"\x0fClientPublicKey\x12\x16\n" +
 	"\x06client\x18\x01 \x01(\tR\x06client\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x19\n" +
 	"\bjwk_json\x18\x03 \x01(\tR\ajwkJson\x12\x10\n" +
 	"\x03kid\x18\x04 \x01(\tR\x03kid\x12\x10\n" +
-	"\x03alg\x18\x05 \x01(\tR\x03alg\"G\n" +
+	"\x03alg\x18\x05 \x01(\tR\x03alg\x12\x1e\n" +
+	"\n" +
+	"thumbprint\x18\x06 \x01(\tR\n" +
+	"thumbprint\x12\x1a\n" +
+	"\blocation\x18\a \x01(\tR\blocation\x12\x18\n" +
+	"\acurrent\x18\b \x01(\bR\acurrent\x12;\n" +
+	"\vexpire_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x16\n" +
+	"\x06origin\x18\n" +
+	" \x01(\tR\x06origin\x12;\n" +
+	"\vretire_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"retireTime\"G\n" +
 	"\x15GetPublicJwksResponse\x12.\n" +
 	"\x04keys\x18\x01 \x03(\v2\x1a.broker.v1.ClientPublicKeyR\x04keys*_\n" +
 	"\fTenantSource\x12\x1d\n" +
@@ -1033,6 +1100,7 @@ var file_broker_v1_admin_service_proto_goTypes = []any{
 	(*GetPublicJwksRequest)(nil),        // 13: broker.v1.GetPublicJwksRequest
 	(*ClientPublicKey)(nil),             // 14: broker.v1.ClientPublicKey
 	(*GetPublicJwksResponse)(nil),       // 15: broker.v1.GetPublicJwksResponse
+	(*timestamppb.Timestamp)(nil),       // 16: google.protobuf.Timestamp
 }
 var file_broker_v1_admin_service_proto_depIdxs = []int32{
 	1,  // 0: broker.v1.Tenant.settings:type_name -> broker.v1.TenantSettings
@@ -1041,24 +1109,26 @@ var file_broker_v1_admin_service_proto_depIdxs = []int32{
 	2,  // 3: broker.v1.GetTenantResponse.tenant:type_name -> broker.v1.Tenant
 	1,  // 4: broker.v1.UpsertTenantRequest.settings:type_name -> broker.v1.TenantSettings
 	2,  // 5: broker.v1.UpsertTenantResponse.tenant:type_name -> broker.v1.Tenant
-	14, // 6: broker.v1.GetPublicJwksResponse.keys:type_name -> broker.v1.ClientPublicKey
-	3,  // 7: broker.v1.AdminService.ListTenants:input_type -> broker.v1.ListTenantsRequest
-	5,  // 8: broker.v1.AdminService.GetTenant:input_type -> broker.v1.GetTenantRequest
-	7,  // 9: broker.v1.AdminService.UpsertTenant:input_type -> broker.v1.UpsertTenantRequest
-	9,  // 10: broker.v1.AdminService.DeleteTenant:input_type -> broker.v1.DeleteTenantRequest
-	11, // 11: broker.v1.AdminService.ReloadConfiguration:input_type -> broker.v1.ReloadConfigurationRequest
-	13, // 12: broker.v1.AdminService.GetPublicJwks:input_type -> broker.v1.GetPublicJwksRequest
-	4,  // 13: broker.v1.AdminService.ListTenants:output_type -> broker.v1.ListTenantsResponse
-	6,  // 14: broker.v1.AdminService.GetTenant:output_type -> broker.v1.GetTenantResponse
-	8,  // 15: broker.v1.AdminService.UpsertTenant:output_type -> broker.v1.UpsertTenantResponse
-	10, // 16: broker.v1.AdminService.DeleteTenant:output_type -> broker.v1.DeleteTenantResponse
-	12, // 17: broker.v1.AdminService.ReloadConfiguration:output_type -> broker.v1.ReloadConfigurationResponse
-	15, // 18: broker.v1.AdminService.GetPublicJwks:output_type -> broker.v1.GetPublicJwksResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 6: broker.v1.ClientPublicKey.expire_time:type_name -> google.protobuf.Timestamp
+	16, // 7: broker.v1.ClientPublicKey.retire_time:type_name -> google.protobuf.Timestamp
+	14, // 8: broker.v1.GetPublicJwksResponse.keys:type_name -> broker.v1.ClientPublicKey
+	3,  // 9: broker.v1.AdminService.ListTenants:input_type -> broker.v1.ListTenantsRequest
+	5,  // 10: broker.v1.AdminService.GetTenant:input_type -> broker.v1.GetTenantRequest
+	7,  // 11: broker.v1.AdminService.UpsertTenant:input_type -> broker.v1.UpsertTenantRequest
+	9,  // 12: broker.v1.AdminService.DeleteTenant:input_type -> broker.v1.DeleteTenantRequest
+	11, // 13: broker.v1.AdminService.ReloadConfiguration:input_type -> broker.v1.ReloadConfigurationRequest
+	13, // 14: broker.v1.AdminService.GetPublicJwks:input_type -> broker.v1.GetPublicJwksRequest
+	4,  // 15: broker.v1.AdminService.ListTenants:output_type -> broker.v1.ListTenantsResponse
+	6,  // 16: broker.v1.AdminService.GetTenant:output_type -> broker.v1.GetTenantResponse
+	8,  // 17: broker.v1.AdminService.UpsertTenant:output_type -> broker.v1.UpsertTenantResponse
+	10, // 18: broker.v1.AdminService.DeleteTenant:output_type -> broker.v1.DeleteTenantResponse
+	12, // 19: broker.v1.AdminService.ReloadConfiguration:output_type -> broker.v1.ReloadConfigurationResponse
+	15, // 20: broker.v1.AdminService.GetPublicJwks:output_type -> broker.v1.GetPublicJwksResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_admin_service_proto_init() }

@@ -54,7 +54,8 @@ type AdminServiceClient interface {
 	// Reloads the configuration files on this replica now (as SIGHUP does) and asks every other replica
 	// sharing the store to reload its own. An invalid configuration is refused and the running one stays.
 	ReloadConfiguration(ctx context.Context, in *ReloadConfigurationRequest, opts ...grpc.CallOption) (*ReloadConfigurationResponse, error)
-	// Returns the public key of every configured client, to register in HelseID Selvbetjening.
+	// Returns every active key of every configured client (the one it signs with, and replaced keys kept
+	// until their tokens have expired), with its public JWK, to register in HelseID Selvbetjening.
 	GetPublicJwks(ctx context.Context, in *GetPublicJwksRequest, opts ...grpc.CallOption) (*GetPublicJwksResponse, error)
 }
 
@@ -153,7 +154,8 @@ type AdminServiceServer interface {
 	// Reloads the configuration files on this replica now (as SIGHUP does) and asks every other replica
 	// sharing the store to reload its own. An invalid configuration is refused and the running one stays.
 	ReloadConfiguration(context.Context, *ReloadConfigurationRequest) (*ReloadConfigurationResponse, error)
-	// Returns the public key of every configured client, to register in HelseID Selvbetjening.
+	// Returns every active key of every configured client (the one it signs with, and replaced keys kept
+	// until their tokens have expired), with its public JWK, to register in HelseID Selvbetjening.
 	GetPublicJwks(context.Context, *GetPublicJwksRequest) (*GetPublicJwksResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }

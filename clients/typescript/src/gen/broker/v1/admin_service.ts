@@ -18,6 +18,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Timestamp } from "../../google/protobuf/timestamp.js";
 
 export const protobufPackage = "broker.v1";
 
@@ -176,22 +177,39 @@ export interface ReloadConfigurationResponse {
 export interface GetPublicJwksRequest {
 }
 
-/** The public key of one client. */
+/** One active key of a client. */
 export interface ClientPublicKey {
   /** The client's name in `[clients]`. */
   client: string;
   /** Its HelseID client id. */
   clientId: string;
-  /** The public JWK (JSON) of the key its client assertions are signed with, as Selvbetjening takes it. */
+  /** The public JWK (JSON) of the key, as Selvbetjening takes it. */
   jwkJson: string;
   /** The key's `kid` and algorithm. */
   kid: string;
   alg: string;
+  /** Its RFC 7638 thumbprint (Selvbetjening's `jwkThumbprint`). */
+  thumbprint: string;
+  /**
+   * Where the private key lives: `memory` (a file or environment JWK), `pkcs11` (an HSM), `store` (made by
+   * rotation, sealed in the shared store).
+   */
+  location: string;
+  /** True for the key the client signs with now; false for a replaced key still kept. */
+  current: boolean;
+  /** When HelseID expires the key, as Selvbetjening last said; unset when not known (no rotation policy). */
+  expireTime:
+    | Date
+    | undefined;
+  /** Where HelseID says the key was registered: `Api` (by rotation) or `Gui` (the portal); empty if unknown. */
+  origin: string;
+  /** For a replaced key: when the broker deletes it. */
+  retireTime: Date | undefined;
 }
 
 /** Response for GetPublicJwks. */
 export interface GetPublicJwksResponse {
-  /** Every configured client's key, by client name. */
+  /** Every active key of every configured client, by client name, the current key first. */
   keys: ClientPublicKey[];
 }
 
@@ -1389,7 +1407,19 @@ export const GetPublicJwksRequest: MessageFns<GetPublicJwksRequest> = {
 };
 
 function createBaseClientPublicKey(): ClientPublicKey {
-  return { client: "", clientId: "", jwkJson: "", kid: "", alg: "" };
+  return {
+    client: "",
+    clientId: "",
+    jwkJson: "",
+    kid: "",
+    alg: "",
+    thumbprint: "",
+    location: "",
+    current: false,
+    expireTime: undefined,
+    origin: "",
+    retireTime: undefined,
+  };
 }
 
 export const ClientPublicKey: MessageFns<ClientPublicKey> = {
@@ -1408,6 +1438,24 @@ export const ClientPublicKey: MessageFns<ClientPublicKey> = {
     }
     if (message.alg !== "") {
       writer.uint32(42).string(message.alg);
+    }
+    if (message.thumbprint !== "") {
+      writer.uint32(50).string(message.thumbprint);
+    }
+    if (message.location !== "") {
+      writer.uint32(58).string(message.location);
+    }
+    if (message.current !== false) {
+      writer.uint32(64).bool(message.current);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(74).fork()).join();
+    }
+    if (message.origin !== "") {
+      writer.uint32(82).string(message.origin);
+    }
+    if (message.retireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.retireTime), writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1465,6 +1513,54 @@ export const ClientPublicKey: MessageFns<ClientPublicKey> = {
             message.alg = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.thumbprint = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.location = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.current = reader.bool();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.origin = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.retireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1492,6 +1588,20 @@ export const ClientPublicKey: MessageFns<ClientPublicKey> = {
         : "",
       kid: isSet(object.kid) ? globalThis.String(object.kid) : "",
       alg: isSet(object.alg) ? globalThis.String(object.alg) : "",
+      thumbprint: isSet(object.thumbprint) ? globalThis.String(object.thumbprint) : "",
+      location: isSet(object.location) ? globalThis.String(object.location) : "",
+      current: isSet(object.current) ? globalThis.Boolean(object.current) : false,
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+      origin: isSet(object.origin) ? globalThis.String(object.origin) : "",
+      retireTime: isSet(object.retireTime)
+        ? fromJsonTimestamp(object.retireTime)
+        : isSet(object.retire_time)
+        ? fromJsonTimestamp(object.retire_time)
+        : undefined,
     };
   },
 
@@ -1512,6 +1622,24 @@ export const ClientPublicKey: MessageFns<ClientPublicKey> = {
     if (message.alg !== "") {
       obj.alg = message.alg;
     }
+    if (message.thumbprint !== "") {
+      obj.thumbprint = message.thumbprint;
+    }
+    if (message.location !== "") {
+      obj.location = message.location;
+    }
+    if (message.current !== false) {
+      obj.current = message.current;
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    if (message.origin !== "") {
+      obj.origin = message.origin;
+    }
+    if (message.retireTime !== undefined) {
+      obj.retireTime = message.retireTime.toISOString();
+    }
     return obj;
   },
 
@@ -1525,6 +1653,12 @@ export const ClientPublicKey: MessageFns<ClientPublicKey> = {
     message.jwkJson = object.jwkJson ?? "";
     message.kid = object.kid ?? "";
     message.alg = object.alg ?? "";
+    message.thumbprint = object.thumbprint ?? "";
+    message.location = object.location ?? "";
+    message.current = object.current ?? false;
+    message.expireTime = object.expireTime ?? undefined;
+    message.origin = object.origin ?? "";
+    message.retireTime = object.retireTime ?? undefined;
     return message;
   },
 };
@@ -1672,7 +1806,10 @@ export const AdminServiceService = {
       Buffer.from(ReloadConfigurationResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReloadConfigurationResponse => ReloadConfigurationResponse.decode(value),
   },
-  /** Returns the public key of every configured client, to register in HelseID Selvbetjening. */
+  /**
+   * Returns every active key of every configured client (the one it signs with, and replaced keys kept
+   * until their tokens have expired), with its public JWK, to register in HelseID Selvbetjening.
+   */
   getPublicJwks: {
     path: "/broker.v1.AdminService/GetPublicJwks" as const,
     requestStream: false as const,
@@ -1702,7 +1839,10 @@ export interface AdminServiceServer extends UntypedServiceImplementation {
    * sharing the store to reload its own. An invalid configuration is refused and the running one stays.
    */
   reloadConfiguration: handleUnaryCall<ReloadConfigurationRequest, ReloadConfigurationResponse>;
-  /** Returns the public key of every configured client, to register in HelseID Selvbetjening. */
+  /**
+   * Returns every active key of every configured client (the one it signs with, and replaced keys kept
+   * until their tokens have expired), with its public JWK, to register in HelseID Selvbetjening.
+   */
   getPublicJwks: handleUnaryCall<GetPublicJwksRequest, GetPublicJwksResponse>;
 }
 
@@ -1793,7 +1933,10 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReloadConfigurationResponse) => void,
   ): ClientUnaryCall;
-  /** Returns the public key of every configured client, to register in HelseID Selvbetjening. */
+  /**
+   * Returns every active key of every configured client (the one it signs with, and replaced keys kept
+   * until their tokens have expired), with its public JWK, to register in HelseID Selvbetjening.
+   */
   getPublicJwks(
     request: GetPublicJwksRequest,
     callback: (error: ServiceError | null, response: GetPublicJwksResponse) => void,
@@ -1831,6 +1974,28 @@ export type DeepPartial<T> = T extends Builtin ? T
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function toTimestamp(date: Date): Timestamp {
+  const seconds = Math.trunc(date.getTime() / 1_000);
+  const nanos = (date.getTime() % 1_000) * 1_000_000;
+  return { seconds, nanos };
+}
+
+function fromTimestamp(t: Timestamp): Date {
+  let millis = (t.seconds || 0) * 1_000;
+  millis += (t.nanos || 0) / 1_000_000;
+  return new globalThis.Date(millis);
+}
+
+function fromJsonTimestamp(o: any): Date {
+  if (o instanceof globalThis.Date) {
+    return o;
+  } else if (typeof o === "string") {
+    return new globalThis.Date(o);
+  } else {
+    return fromTimestamp(Timestamp.fromJSON(o));
+  }
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;

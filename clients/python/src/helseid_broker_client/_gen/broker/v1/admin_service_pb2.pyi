@@ -1,4 +1,7 @@
+import datetime
+
 from google.api import field_behavior_pb2 as _field_behavior_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -126,18 +129,30 @@ class GetPublicJwksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClientPublicKey(_message.Message):
-    __slots__ = ("client", "client_id", "jwk_json", "kid", "alg")
+    __slots__ = ("client", "client_id", "jwk_json", "kid", "alg", "thumbprint", "location", "current", "expire_time", "origin", "retire_time")
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     JWK_JSON_FIELD_NUMBER: _ClassVar[int]
     KID_FIELD_NUMBER: _ClassVar[int]
     ALG_FIELD_NUMBER: _ClassVar[int]
+    THUMBPRINT_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     client: str
     client_id: str
     jwk_json: str
     kid: str
     alg: str
-    def __init__(self, client: _Optional[str] = ..., client_id: _Optional[str] = ..., jwk_json: _Optional[str] = ..., kid: _Optional[str] = ..., alg: _Optional[str] = ...) -> None: ...
+    thumbprint: str
+    location: str
+    current: bool
+    expire_time: _timestamp_pb2.Timestamp
+    origin: str
+    retire_time: _timestamp_pb2.Timestamp
+    def __init__(self, client: _Optional[str] = ..., client_id: _Optional[str] = ..., jwk_json: _Optional[str] = ..., kid: _Optional[str] = ..., alg: _Optional[str] = ..., thumbprint: _Optional[str] = ..., location: _Optional[str] = ..., current: _Optional[bool] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[str] = ..., retire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetPublicJwksResponse(_message.Message):
     __slots__ = ("keys",)

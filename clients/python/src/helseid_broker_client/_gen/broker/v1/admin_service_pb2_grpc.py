@@ -127,7 +127,8 @@ class AdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPublicJwks(self, request, context):
-        """Returns the public key of every configured client, to register in HelseID Selvbetjening.
+        """Returns every active key of every configured client (the one it signs with, and replaced keys kept
+        until their tokens have expired), with its public JWK, to register in HelseID Selvbetjening.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
