@@ -22,6 +22,7 @@ from bench.load import ClientPool, Job, StsJob
 from bench.procs import SetupError
 from bench.rows import GrpcRow, disturbance, grpc_jobs, progress, quietest, rounds_of, run_row, window
 from bench.stack import (
+    HSM_PIN_ENV,
     SFM_REQUEST_URL,
     STORE_KEY_ENV,
     TARGET,
@@ -122,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
         help="refresh_budget_per_s of --many-tenants (default: 1.5 x the renewals/s the tenants need, "
         "lowered if the dev authority cannot serve the warm-up at that rate)",
     )
+    parser.add_argument(
+        "--hsm",
+        action="store_true",
+        help="the client's assertion key in SoftHSM2 (the DPoP key in memory), to compare with a run without",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures as JSON")
     return parser
 
@@ -174,13 +180,22 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _secrets_of(stack: Stack) -> dict[str, str]:
+    """The environment a configuration's references need in a process of the bench: the store key, and
+    with --hsm the token's PIN."""
+    return {name: stack.environ[name] for name in (STORE_KEY_ENV, HSM_PIN_ENV) if name in stack.environ}
+
+
 def _run(args: argparse.Namespace, duration: float, warmup: float) -> int:
     machine = _machine()
     print(
         f"machine: {machine['nproc']} cores (nproc), {machine['cpu']}, Python {machine['python']}", flush=True
     )
-    progress(f"starting the dev authority, Redis and the broker ({args.workers} workers)")
-    with running_services() as services:
+    where = "in SoftHSM2 (DPoP key in memory)" if args.hsm else "in memory"
+    progress(
+        f"starting the dev authority, Redis and the broker ({args.workers} workers; assertion key {where})"
+    )
+    with running_services(hsm=args.hsm) as services:
         with running_broker(services, args.workers) as stack:
             measured = _single_broker(args, stack, duration, warmup)
         settings, rows, rounds, sweep, hit_path, version = measured
@@ -257,7 +272,7 @@ def _single_broker(
         progress("timing the broker's handlers in-process (no gRPC)")
         hit_path = hitpath.measure(
             stack.config_path,
-            {STORE_KEY_ENV: stack.environ[STORE_KEY_ENV]},
+            _secrets_of(stack),
             tenant=TENANT,
             target=TARGET,
             url=SFM_REQUEST_URL,
@@ -347,7 +362,7 @@ def _measure(stack: Stack, settings: Settings) -> tuple[list[Row], list[list[Row
         label = "(d) STS token fetch, no broker"
         progress(f"{label}: {settings.sts_concurrency} callers in one process")
         span = window(settings.warmup_s, settings.duration_s)
-        environ = {STORE_KEY_ENV: stack.environ[STORE_KEY_ENV]}
+        environ = _secrets_of(stack)
         sts_job = StsJob(str(stack.config_path), environ, TENANT, TARGET, settings.sts_concurrency, *span)
         sts_jobs: list[Job | None] = [sts_job] + [None] * (settings.clients - 1)
         rows.append(run_row(stack, pool, sts_jobs, span, key="sts_direct", label=label))

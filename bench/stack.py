@@ -51,6 +51,7 @@ ORGNR_PARENT = "999888777"
 CLIENT_ID = "bench-client"
 SERVICE = "broker.v1.TokenBrokerService"
 STORE_KEY_ENV = "BENCH_BROKER_STORE_KEY"  # the variable the config names; set only in the broker's env
+HSM_PIN_ENV = "BENCH_HSM_PIN"
 TOKEN_LIFETIME_S = 3600
 _SETTLE_S = 1.0
 
@@ -65,6 +66,10 @@ class Services:
     key_file: Path
     store_key: str  # base64 of 32 random bytes; only in the brokers' environment, never in a file
     token_lifetime_s: int
+    # With --hsm: the client assertion key lives in a SoftHSM2 token (this TOML reference), the DPoP key
+    # stays the in-memory key of `key_file`; the token's PIN is only in the brokers' environment.
+    hsm_key_ref: str | None = None
+    hsm_pin: str | None = None
 
     @property
     def issuer(self) -> str:
@@ -73,6 +78,8 @@ class Services:
     def broker_environ(self) -> dict[str, str]:
         environ = dict(os.environ)
         environ[STORE_KEY_ENV] = self.store_key
+        if self.hsm_pin is not None:
+            environ[HSM_PIN_ENV] = self.hsm_pin
         return environ
 
     def sts_stats(self) -> dict[str, Any] | None:
@@ -142,9 +149,10 @@ class Stack:
 
 @contextlib.contextmanager
 def running_services(
-    *, token_lifetime: int = TOKEN_LIFETIME_S, prefix: str = "broker-bench-"
+    *, token_lifetime: int = TOKEN_LIFETIME_S, prefix: str = "broker-bench-", hsm: bool = False
 ) -> Iterator[Services]:
-    """The dev authority (tokens live `token_lifetime` seconds) and Redis, in a temporary directory."""
+    """The dev authority (tokens live `token_lifetime` seconds) and Redis, in a temporary directory; with
+    `hsm`, the client's assertion key in a SoftHSM2 token made for the run."""
     with contextlib.ExitStack() as cleanup:
         workdir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
         key = keys.generate_signing_key("ES256")
@@ -152,15 +160,29 @@ def running_services(
         descriptor = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             json.dump(keys.private_jwk(key), handle)
+        registered = keys.public_jwk(key)
+        hsm_key_ref = hsm_pin = None
+        if hsm:
+            from bench.signers import softhsm_token  # noqa: PLC0415 - python-pkcs11 only for --hsm
+            from broker.signers.pkcs11 import Pkcs11KeyRef, open_signer  # noqa: PLC0415
+
+            token = cleanup.enter_context(softhsm_token())
+            ref = Pkcs11KeyRef(module=token.module, token=token.label, key_label="ec-p256", pin=token.pin)
+            registered = keys.public_jwk(keys.from_signer(open_signer(ref), where="pkcs11"))
+            hsm_pin = token.pin
+            hsm_key_ref = (
+                f"{{ pkcs11 = {{ module = {json.dumps(token.module)}, token = {json.dumps(token.label)}, "
+                f'key_label = "ec-p256", pin = {{ env = "{HSM_PIN_ENV}" }} }} }}'
+            )
         registry = workdir / "devauthority-clients.json"
-        registry.write_text(json.dumps([_registration(keys.public_jwk(key))]), encoding="utf-8")
+        registry.write_text(json.dumps([_registration(registered)]), encoding="utf-8")
 
         authority = start_dev_authority(workdir, registry, token_lifetime=token_lifetime)
         cleanup.callback(stop_process, authority.process)
         redis = start_redis(workdir)
         cleanup.callback(stop_process, redis.process)
         store_key = base64.b64encode(secrets.token_bytes(32)).decode()
-        yield Services(workdir, authority, redis, key_file, store_key, token_lifetime)
+        yield Services(workdir, authority, redis, key_file, store_key, token_lifetime, hsm_key_ref, hsm_pin)
 
 
 @contextlib.contextmanager
@@ -179,6 +201,7 @@ def running_broker(services: Services, workers: int, *, start_timeout: float = 6
                 issuer=services.issuer,
                 key_file=services.key_file.name,
                 tenants=[TenantSpec(TENANT, ORGNR_PARENT)],
+                signing_key_ref=services.hsm_key_ref,
             )
         )
         environ = services.broker_environ()
@@ -227,8 +250,10 @@ def config_toml(
     key_file: str,
     tenants: Sequence[TenantSpec],
     cache: Mapping[str, float] | None = None,
+    signing_key_ref: str | None = None,
 ) -> str:
-    """The broker's configuration: one multi-tenant client, the SFM target, the given tenants."""
+    """The broker's configuration: one multi-tenant client, the SFM target, the given tenants; with a
+    `signing_key_ref` (an HSM key), the key file signs DPoP proofs only."""
 
     def q(value: str) -> str:
         return json.dumps(value)  # a JSON string of these ASCII values is a TOML basic string
@@ -236,6 +261,11 @@ def config_toml(
     scopes = ", ".join(q(scope) for scope in SFM_SCOPES)
     cache_lines = "".join(f"{name} = {value!r}\n" for name, value in (cache or {}).items())
     cache_section = f"\n[cache]\n{cache_lines}" if cache_lines else ""
+    file_ref = f"{{ file = {q(key_file)} }}"
+    if signing_key_ref is None:
+        key_lines = f"signing_key = {file_ref}\n"
+    else:
+        key_lines = f"signing_key = {signing_key_ref}\ndpop_key = {file_ref}\n"
     head = f"""\
 [server]
 listen = {q(listen)}
@@ -254,8 +284,7 @@ directory = "audit"
 client_id = {q(CLIENT_ID)}
 issuer = {q(issuer)}
 tenancy = "multi"
-signing_key = {{ file = {q(key_file)} }}
-
+{key_lines}
 [targets.{TARGET}]
 resource = {q(SFM_RESOURCE)}
 scopes = [{scopes}]
