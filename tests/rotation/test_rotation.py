@@ -26,9 +26,11 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker.protocol import keys
+from broker.store.codec import SealedCodec
 from broker.v1 import token_broker_service_pb2 as pb
 from broker.v1 import token_broker_service_pb2_grpc as pb_grpc
 from tests.fixtures.cluster import Replica, start_replica, wait_serving, write_cluster_config
@@ -65,6 +67,8 @@ class Cluster:
     client: TestClient
     replicas: list[Replica]
     metrics_ports: list[int]
+    redis_url: str
+    store_key: bytes
 
 
 def register_expiring_soon(sts: RunningSts, client: TestClient) -> None:
@@ -108,7 +112,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
                 main.write_text(shared.read_text() + TENANTS + telemetry + rotation)
                 started.append(start_replica(main, tmp_path, index, store_key))
             asyncio.run(_all_serving(started))
-            yield Cluster(sts, client, started, ports)
+            yield Cluster(sts, client, started, ports, redis.url, base64.b64decode(store_key))
     finally:
         for replica in started:
             replica.stop()
@@ -134,6 +138,24 @@ async def served_token(address: str, tenant: str) -> str:
             pb.GetTokenRequest(tenant=tenant, target="sfm"), timeout=20
         )
     return answer.access_token.token
+
+
+async def new_private_key(cluster: Cluster) -> tuple[str, bytes]:
+    """The rotated key's private member `d` (opened with the store key) and every raw value of its hash."""
+    client = aioredis.Redis.from_url(cluster.redis_url)
+    try:
+        fields = await client.hgetall("broker:v1:{keys:multi}")
+    finally:
+        await client.aclose()
+    current = fields[b"current"].decode()
+    name = f"key:{current}"
+    record = SealedCodec(cluster.store_key).open_table(
+        f"broker:v1:{{keys:multi}}:{name}", fields[name.encode()]
+    )
+    assert record is not None
+    private = record["private_jwk"]
+    assert isinstance(private, dict)
+    return str(private["d"]), b"".join(fields.values())
 
 
 def keys_list(address: str) -> list[dict[str, object]]:
@@ -258,8 +280,13 @@ def test_a_refused_registration_keeps_the_old_key_then_one_replica_rotates_and_a
     assert listed["registrations"] == 1
     assert failed == 0
     assert outcomes["OK"] > 0
+    # The secret scan: the new private key, opened from Redis with the store key, is in no log, and Redis
+    # holds it only sealed.
+    private_d, raw = asyncio.run(new_private_key(cluster))
     for replica in cluster.replicas:
         log = replica.log.read_text()
-        assert '"d"' not in log  # no private key member in any log
+        assert private_d not in log
+        assert '"d"' not in log
         assert "Traceback" not in log
+    assert private_d.encode() not in raw
     assert "failed at register" in "".join(replica.log.read_text() for replica in cluster.replicas)
