@@ -19,12 +19,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .answers import Answer
+from .attest import ATTEST_TYPE, CLAIM_AUTHORIZATION_DETAILS
 from .dpop import DPoPVerifier, NonceKeeper
 from .errors import INVALID_DPOP_PROOF, USE_DPOP_NONCE, OAuthError
 from .timing import Clock
 from .tokens import TokenIssuer
 
 DPOP_PATH = "/demo-api/"
+# Under the DPoP path: also requires a trust-framework attest in the token (403 without one).
+ATTEST_PATH = DPOP_PATH + "attest/"
+INSUFFICIENT_AUTHORIZATION_DETAILS = "insufficient_authorization_details"
 BEARER_PATH = "/demo-bearer/"
 DPOP_AUDIENCE = "nhn:demo-api"
 BEARER_AUDIENCE = "nhn:demo-bearer"
@@ -90,12 +94,21 @@ class DemoApi:
             if not hmac.compare_digest(proof.jkt, jkt):
                 raise _challenge(INVALID_DPOP_PROOF, "DPoP proof key is not the one the token is bound to")
             self._proofs.spend(proof)
+            attest = _attest_of(claims) if path.startswith(ATTEST_PATH) else None
         except _RefusedError as refused:
             if refused.error != USE_DPOP_NONCE:
                 self.stats.rejected += 1
             return self._refusal(refused, scheme="DPoP")
         self.stats.accepted += 1
-        return self._ok(method, path, claims, "DPoP", body_bytes)
+        extra: dict[str, Any] = {}
+        if attest is not None:
+            # What the API acts on, and no more: no patient data, no practitioner identifier.
+            care = attest["care_relationship"]
+            extra["attest"] = {
+                "purpose_of_use": care["purpose_of_use"]["code"],
+                "decision_ref": care["decision_ref"]["id"],
+            }
+        return self._ok(method, path, claims, "DPoP", body_bytes, extra=extra)
 
     def bearer(
         self, *, method: str, path: str, headers: Mapping[str, Sequence[str]], body_bytes: int
@@ -121,13 +134,23 @@ class DemoApi:
             raise _challenge(INVALID_TOKEN, f"the token is not for {audience}")
         return claims
 
-    def _ok(self, method: str, path: str, claims: Mapping[str, Any], kind: str, body_bytes: int) -> Answer:
+    def _ok(
+        self,
+        method: str,
+        path: str,
+        claims: Mapping[str, Any],
+        kind: str,
+        body_bytes: int,
+        *,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Answer:
         body = {
             "method": method,
             "path": path,
             "client_id": claims.get("client_id"),
             "token_type": kind,
             "body_bytes": body_bytes,
+            **(extra or {}),
         }
         return Answer(200, body, {"DPoP-Nonce": self._nonces.current()})
 
@@ -136,14 +159,29 @@ class DemoApi:
         if scheme == "DPoP":
             challenge += ', algs="ES256 ES384 ES512 PS256 PS384 PS512 RS256"'
         headers = {"WWW-Authenticate": challenge, "DPoP-Nonce": self._nonces.current()}
-        return Answer(401, {"error": refused.error, "error_description": refused.description}, headers)
+        body = {"error": refused.error, "error_description": refused.description}
+        return Answer(refused.status, body, headers)
 
 
 class _RefusedError(Exception):
-    def __init__(self, error: str, description: str) -> None:
+    def __init__(self, error: str, description: str, status: int = 401) -> None:
         super().__init__(error)
         self.error = error
         self.description = description
+        self.status = status
+
+
+def _attest_of(claims: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The token's trust-framework attest, or a 403 ``insufficient_authorization_details`` refusal."""
+    details = claims.get(CLAIM_AUTHORIZATION_DETAILS)
+    for item in details if isinstance(details, list) else []:
+        if isinstance(item, Mapping) and item.get("type") == ATTEST_TYPE:
+            return item
+    raise _RefusedError(
+        INSUFFICIENT_AUTHORIZATION_DETAILS,
+        f"this API requires a {ATTEST_TYPE} attest in the access token",
+        status=403,
+    )
 
 
 def _challenge(error: str, description: str) -> _RefusedError:

@@ -18,6 +18,7 @@ UNSUPPORTED_RESPONSE_TYPE = "unsupported_response_type"
 INVALID_REQUEST_OBJECT = "invalid_request_object"  # RFC 9101 §6.3
 INVALID_REQUEST_URI = "invalid_request_uri"  # RFC 9101 §6.3: an unknown, used or expired request_uri
 TEMPORARILY_UNAVAILABLE = "temporarily_unavailable"
+ACCESS_DENIED = "access_denied"  # e.g. HID-DOUBLE-STRUCTURE: the attest sent twice
 
 
 class OAuthError(Exception):

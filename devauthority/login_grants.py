@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .attest import Attest, attest_in_assertion, double_structure
 from .details import RequestedDetails, carries_org_details, read_details
 from .errors import (
     INVALID_DPOP_PROOF,
@@ -75,6 +76,8 @@ class LoginGrants:
         if not verifier:
             raise OAuthError(INVALID_REQUEST, "code_verifier is required (PKCE)")
         resource = _single_resource(request.resources)
+        # Checked before the code is looked up: a malformed attest leaves the code alone.
+        asserted = attest_in_assertion(request.assertion_claims, self._stats.attests)
 
         record = self._store.code(code)
         if record is None or record.request.client_id != request.client.client_id:
@@ -84,6 +87,8 @@ class LoginGrants:
             raise OAuthError(
                 INVALID_GRANT, "the code was already used; the tokens issued from it are revoked"
             )
+        # The attest both in the request object and here: refused, and the code stays redeemable.
+        attest = self._one_attest(record.request.attest, asserted)
         # Like IdentityServer (which HelseID runs on), any redemption attempt uses the code up.
         record.used = True
         pushed = record.request
@@ -112,6 +117,7 @@ class LoginGrants:
                 jkt=pushed.dpop_jkt,
                 nonce=pushed.nonce,
                 expires_at=self._clock() + self._refresh_lifetime_s,
+                attest=pushed.attest,
             )
             record.family = family
         body, issued = self._user_tokens(
@@ -122,6 +128,7 @@ class LoginGrants:
             audience=resource if resource is not None else audience_of(pushed.resources),
             details=pushed.details,
             nonce=pushed.nonce,
+            attest=attest,
         )
         record.access_tokens.append((issued.jti, issued.expires_at))
         if family is not None:
@@ -138,6 +145,7 @@ class LoginGrants:
         if not token:
             raise OAuthError(INVALID_REQUEST, "refresh_token is required")
         resource = _single_resource(request.resources)
+        asserted = attest_in_assertion(request.assertion_claims, self._stats.attests)
         entry = self._store.refresh_entry(token)
         if entry is None or entry[0].client_id != request.client.client_id:
             raise OAuthError(INVALID_GRANT, "the refresh token is unknown or expired")
@@ -170,6 +178,9 @@ class LoginGrants:
             if carries_org_details(request.assertion_claims)
             else family.details
         )
+        # The login's attest (request object) or this grant's (client assertion), never both; the
+        # refresh token is not used up by a refusal.
+        attest = self._one_attest(family.attest, asserted)
 
         new_token = self._store.rotate(token)
         body, issued = self._user_tokens(
@@ -180,6 +191,7 @@ class LoginGrants:
             audience=resource if resource is not None else audience_of(resources),
             details=details,
             nonce=family.nonce,
+            attest=attest,
         )
         family.access_tokens.append((issued.jti, issued.expires_at))
         body["refresh_token"] = new_token
@@ -239,6 +251,7 @@ class LoginGrants:
         audience: str | Sequence[str] | None,
         details: RequestedDetails,
         nonce: str | None,
+        attest: Attest | None,
     ) -> tuple[dict[str, Any], IssuedToken]:
         granted, rejected = split_unsigned(request.client, scopes, details)
         session = {"sid": login.sid, "auth_time": login.auth_time, "idp": TEST_IDP, "amr": ["pwd"]}
@@ -252,6 +265,7 @@ class LoginGrants:
                 # The user's claims follow the scopes of the login, not a narrower scope asked for on
                 # refresh: APIs need pid, hpr_number etc. in every token of the session.
                 identity={**login.user.claims(login.scopes, tokens.issuer), **session},
+                attest=attest,
             )
         )
         body: dict[str, Any] = {
@@ -270,6 +284,16 @@ class LoginGrants:
                 client_id=request.client.client_id, claims=id_claims, access_token=issued.access_token
             )
         return body, issued
+
+    def _one_attest(self, of_login: Attest | None, asserted: Attest | None) -> Attest | None:
+        """The attest of a user token: the login's or this grant's client assertion's, not both."""
+        if of_login is not None and asserted is not None:
+            self._stats.attests.double += 1
+            raise double_structure()
+        if asserted is not None:
+            self._stats.attests.in_assertions += 1
+            return asserted
+        return of_login
 
     def _remaining(self, family: RefreshFamily) -> int:
         return max(0, int(family.expires_at - self._clock()))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from .answers import NO_STORE, Answer, error_answer, require_form_post, split_form
 from .assertions import AssertionVerifier
+from .attest import Attest, find_attest
 from .details import ASSERTION_DETAILS, AUTHORIZATION_DETAILS, RequestedDetails, read_details
 from .dpop import DPoPVerifier
 from .errors import (
@@ -92,6 +93,7 @@ class PushedAuthorizationEndpoint:
                 self._dpop.spend(proof)
 
             details_claim = None
+            attest: Attest | None = None
             if "authorization_details" in params:
                 raise OAuthError(INVALID_REQUEST, "send authorization_details inside a signed request object")
             if "request" in params:
@@ -100,14 +102,23 @@ class PushedAuthorizationEndpoint:
                 if request_object.resources is not None:
                     resources = request_object.resources
                 details_claim = request_object.authorization_details
+                # A trust-framework attest here sticks to every access token of the login.
+                attest = find_attest(details_claim, self._stats.attests)
             pushed = self._pushed_request(
-                params, resources, client, details_claim, proof.jkt if proof is not None else None
+                params,
+                resources,
+                client,
+                details_claim,
+                proof.jkt if proof is not None else None,
+                attest=attest,
             )
         except OAuthError as error:
             self._stats.errors_by_code[error.error] += 1
             log.info("pushed authorization request refused (client %s): %s", client_id or "?", error)
             return error_answer(error)
 
+        if pushed.attest is not None:
+            self._stats.attests.in_request_objects += 1
         request_uri = self._store.push(pushed)
         log.info("pushed authorization request of client %s for user %s", client_id, pushed.user.id)
         return Answer(201, {"request_uri": request_uri, "expires_in": REQUEST_URI_LIFETIME_S}, NO_STORE)
@@ -119,6 +130,8 @@ class PushedAuthorizationEndpoint:
         client: RegisteredClient,
         details_claim: object,
         proof_jkt: str | None,
+        *,
+        attest: Attest | None,
     ) -> PushedRequest:
         if "client_id" in params and params["client_id"] != client.client_id:
             raise OAuthError(INVALID_REQUEST, "client_id does not match the authenticated client")
@@ -154,6 +167,7 @@ class PushedAuthorizationEndpoint:
             details=self._details(details_claim, client),
             dpop_jkt=_dpop_jkt(params.get("dpop_jkt"), proof_jkt),
             expires_at=self._clock() + REQUEST_URI_LIFETIME_S,
+            attest=attest,
         )
 
     def _user(self, login_hint: str | None) -> TestUser:

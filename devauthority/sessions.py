@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from .attest import Attest
 from .details import RequestedDetails
 from .replay import ReplayCache
 from .timing import Clock
@@ -39,6 +40,8 @@ class PushedRequest:
     details: RequestedDetails
     dpop_jkt: str | None
     expires_at: float
+    # The trust-framework attest of the request object: it sticks to every access token of the login.
+    attest: Attest | None = None
 
 
 @dataclass
@@ -58,6 +61,7 @@ class RefreshFamily:
     expires_at: float
     revoked: bool = False
     access_tokens: list[tuple[str, float]] = field(default_factory=list)  # (jti, exp)
+    attest: Attest | None = None  # of the login's request object, for every refreshed token too
 
 
 @dataclass

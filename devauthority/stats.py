@@ -12,6 +12,29 @@ MAX_DELAY_S = 120.0  # a typo of 3000 instead of 3 should not hang a test run fo
 
 
 @dataclass
+class AttestStats:
+    """Trust-framework attests (``nhn:tillitsrammeverk:parameters``) the authority has seen.
+
+    ``in_assertions``: accepted in a code or refresh grant's client assertion; ``in_request_objects``:
+    accepted in a PAR request object; ``double``: refused with ``HID-DOUBLE-STRUCTURE``; ``invalid``:
+    refused for their shape, systems or codes (wherever sent).
+    """
+
+    in_assertions: int = 0
+    in_request_objects: int = 0
+    double: int = 0
+    invalid: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "in_assertions": self.in_assertions,
+            "in_request_objects": self.in_request_objects,
+            "double": self.double,
+            "invalid": self.invalid,
+        }
+
+
+@dataclass
 class Stats:
     """What the authority has seen since start or the last reset.
 
@@ -36,6 +59,7 @@ class Stats:
     # Token requests whose client assertion verified (and that passed on to the grant), by the key's kid:
     # which key a client signs with (key rotation tests read it).
     tokens_by_kid: Counter[str] = field(default_factory=Counter)
+    attests: AttestStats = field(default_factory=AttestStats)
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -50,6 +74,7 @@ class Stats:
             "exchanges": self.exchanges,
             "revocations": self.revocations,
             "tokens_by_kid": dict(self.tokens_by_kid),
+            "attests": self.attests.snapshot(),
         }
 
     def reset(self) -> None:

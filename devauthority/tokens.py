@@ -13,6 +13,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import RSAKey
 
+from .attest import CLAIM_AUTHORIZATION_DETAILS, Attest
 from .details import RequestedDetails
 from .registry import RegisteredClient
 from .timing import CLOCK_SKEW_S, Clock, is_numeric_date
@@ -44,6 +45,8 @@ class TokenContents:
     jkt: str | None
     # A logged-in user's claims (sub, pid, hpr_number, sid, ...); empty for a machine token.
     identity: Mapping[str, Any] = field(default_factory=dict)
+    # The trust-framework attest of a user token (attest.py); None: the token has no authorization_details.
+    attest: Attest | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class TokenIssuer:
                 contents.audience if isinstance(contents.audience, str) else list(contents.audience)
             )
         claims.update(_org_claims(contents))
+        if contents.attest is not None:
+            claims[CLAIM_AUTHORIZATION_DETAILS] = contents.attest.claim()
         claims.update({k: v for k, v in contents.identity.items() if k not in claims})
         return self.mint(claims, jkt=contents.jkt)
 
