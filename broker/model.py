@@ -176,6 +176,7 @@ class PendingLogin:
     expires_at: datetime
     # The caller that started the login; only it may complete it (None: the broker has no callers).
     caller: str | None = None
+    attested: bool = False  # its request object carried a trust-framework attest (session-wide)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,9 @@ class Session:
     created_at: datetime
     # The caller that completed the login (for the audit trail; who may use the session is the grant rule).
     owner: str | None = None
+    # The login carried a trust-framework attest: every token of the session has it, and a per-request one
+    # would be refused by HelseID (HID-DOUBLE-STRUCTURE).
+    attested: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ class Call(Generic[Req]):
     session_key: str | None = None
     pid: str | None = field(default=None, repr=False)
     patient: str | None = field(default=None, repr=False)  # a care context's national id
+    purpose: str | None = None  # its purpose of use
+    decision: str | None = None  # its access decision's reference
 
     @property
     def caller_name(self) -> str | None:
@@ -271,6 +273,8 @@ class Guard:
             session_key=call.session_key,
             pid=call.pid,
             patient=call.patient,
+            purpose=call.purpose,
+            decision=call.decision,
         )
 
     def _refused(self, rpc: str, call: Call[Any] | None, reason: str) -> None:

@@ -19,6 +19,8 @@ from broker import __version__
 from broker.api import fields, rpc
 from broker.errors import PermissionDeniedError, Reason
 from broker.model import AccessToken, CareContext, CareRelationship, Practitioner, Session, TokenType
+from broker.protocol.care import check_care_context
+from broker.protocol.tillitsrammeverk import render_attest
 from broker.sessions.exchange import TokenExchanger
 from broker.sessions.login import LoginService, session_key
 from broker.sessions.tokens import SessionTokens
@@ -139,6 +141,7 @@ class TokenBrokerServicer:
     async def start_login(self, call: rpc.Call[pb.StartLoginRequest]) -> pb.StartLoginResponse:
         request = call.request
         users = self._user_services()
+        attest = _attest(_care_context(call, request))  # checked before the STS hears of it
         call.charge_sts()  # one PAR request
         start = await users.login.start(
             request.tenant,
@@ -146,6 +149,7 @@ class TokenBrokerServicer:
             redirect_uri=request.redirect_uri or None,
             login_hint=request.login_hint or None,
             caller=call.caller_name,
+            attest=attest,
         )
         return pb.StartLoginResponse(
             authorization_url=start.authorization_url,
@@ -174,11 +178,13 @@ class TokenBrokerServicer:
         request = call.request
         users = self._user_services()
         call.session_key = session_key(request.session_id)
+        attest = _attest(_care_context(call, request))  # a bad context costs no refresh
         token = await users.tokens.token(
             request.session_id,
             request.target,
             fields.duration(request.min_remaining_lifetime),
             allow=functools.partial(_allow_target, call, request.target),
+            attest=attest,
         )
         call.token = token.value
         return pb.GetSessionTokenResponse(access_token=_access_token(token))
@@ -189,8 +195,13 @@ class TokenBrokerServicer:
         request = call.request
         users = self._user_services()
         call.session_key = session_key(request.session_id)
+        care = _care_context(call, request)
+        attest = _attest(care)
         token, route = await users.tokens.token_and_route(
-            request.session_id, request.target, allow=functools.partial(_allow_target, call, request.target)
+            request.session_id,
+            request.target,
+            allow=functools.partial(_allow_target, call, request.target),
+            attest=attest,
         )
         result = headers_for(
             route,
@@ -199,7 +210,7 @@ class TokenBrokerServicer:
             htu=check_request(route, request.http_method, request.url),
             nonce=request.dpop_nonce or None,
             now=self._engine.clock(),
-            extra=care_headers(route, _care_context(call, request)),
+            extra=care_headers(route, care),
         )
         call.token = token.value
         return pb.AuthorizeSessionRequestResponse(
@@ -279,8 +290,20 @@ def _access_token(token: AccessToken) -> pb.AccessToken:
     )
 
 
+def _attest(care: CareContext | None) -> dict[str, Any] | None:
+    """The trust-framework attest a session token carries for this care context (checked first)."""
+    if care is None:
+        return None
+    check_care_context(care)
+    return render_attest(care)
+
+
 def _care_context(
-    call: rpc.Call[Any], request: pb.AuthorizeRequestRequest | pb.AuthorizeSessionRequestRequest
+    call: rpc.Call[Any],
+    request: pb.AuthorizeRequestRequest
+    | pb.AuthorizeSessionRequestRequest
+    | pb.GetSessionTokenRequest
+    | pb.StartLoginRequest,
 ) -> CareContext | None:
     """The request's care context in the model, or None; its patient is what the call's audit event
     records (as a keyed hash, never the id)."""
@@ -310,6 +333,8 @@ def _care_context(
     )
     if care.patient_id:
         call.patient = care.patient_id
+    call.purpose = care.care_relationship.purpose_of_use or None
+    call.decision = care.care_relationship.decision_ref or None
     return care
 
 

@@ -35,6 +35,8 @@ class AuditEvent(NamedTuple):
     session: str | None = None
     user: str | None = None
     patient: str | None = None  # keyed hash of the national id in a request's care context
+    purpose: str | None = None  # the care context's purpose of use (TREAT, ETREAT, COC)
+    decision: str | None = None  # the care context's access decision reference
     detail: str | None = None
 
 
@@ -87,5 +89,5 @@ def _cut(value: str) -> str:
     return value if len(value) <= MAX_VALUE_CHARS else value[:MAX_VALUE_CHARS] + "..."
 
 
-_NAMED = AuditEvent._fields[1:-1]  # event .. patient; time_ns and detail are placed apart
+_NAMED = AuditEvent._fields[1:-1]  # event .. decision; time_ns and detail are placed apart
 _PREFIXES = tuple(f',"{name}":' for name in _NAMED)

@@ -69,6 +69,8 @@ class AuditTrail:
         session_key: str | None = None,
         pid: str | None = None,
         patient: str | None = None,
+        purpose: str | None = None,
+        decision: str | None = None,
     ) -> None:
         """Records one RPC's event: token, session key, pid and patient come in raw; only their (keyed)
         hashes go out."""
@@ -86,6 +88,8 @@ class AuditTrail:
                 None if session_key is None else session_ref(session_key),
                 None if pid is None else self._users(pid),
                 None if patient is None else self._users(patient),
+                purpose,
+                decision,
             )
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -70,7 +70,10 @@ class LoginService:
         redirect_uri: str | None = None,
         login_hint: str | None = None,
         caller: str | None = None,
+        attest: Mapping[str, Any] | None = None,
     ) -> LoginStart:
+        """Pushes the authorization request; an `attest` (the trust framework's) rides in its request
+        object, so every token of the session carries it."""
         routes = self._login_routes(tenant, targets)
         client = routes[0].client
         redirect = _redirect_uri(client, redirect_uri)
@@ -95,12 +98,20 @@ class LoginService:
             parameters["dpop_jkt"] = client.dpop_key.thumbprint
         if login_hint:
             parameters["login_hint"] = login_hint
-        url, url_expires_at = await self._endpoints.push_authorization(client, parameters, routes[0].details)
+        details = routes[0].details if attest is None else (*routes[0].details, dict(attest))
+        url, url_expires_at = await self._endpoints.push_authorization(client, parameters, details)
         # The URL must be opened before url_expires_at (about a minute), but the user may then take minutes
         # at HelseID before the callback comes: the pending login keeps its own, longer lifetime.
         expires_at = max(self._clock() + LOGIN_LIFETIME, url_expires_at)
         pending = PendingLogin(
-            tenant, tuple(r.target.name for r in routes), redirect, verifier, nonce, expires_at, caller
+            tenant,
+            tuple(r.target.name for r in routes),
+            redirect,
+            verifier,
+            nonce,
+            expires_at,
+            caller,
+            attested=attest is not None,
         )
         await self._store.put_pending(state, pending, expires_at - self._clock())
         return LoginStart(url, state, url_expires_at)
@@ -161,6 +172,7 @@ class LoginService:
             user=user,
             created_at=now,
             owner=caller,
+            attested=pending.attested,
         )
         await self._store.create(session, session.expires_at - now)
         token = tokens.access_token

@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from broker import audit
 from broker.errors import (
@@ -29,6 +30,7 @@ from broker.errors import (
     StoreUnavailableError,
 )
 from broker.model import AccessToken, Session
+from broker.protocol.tillitsrammeverk import attest_hash
 from broker.sessions.locks import KeyedLocks
 from broker.sessions.login import session_key
 from broker.sessions.ports import LoginEndpoints, SessionLease, SessionStore, TokenEndpoint
@@ -78,8 +80,9 @@ class SessionTokens:
         min_remaining: timedelta = _NO_TIME,
         *,
         allow: Callable[[str], None] | None = None,
+        attest: Mapping[str, Any] | None = None,
     ) -> AccessToken:
-        return (await self.token_and_route(session_id, target, min_remaining, allow=allow))[0]
+        return (await self.token_and_route(session_id, target, min_remaining, allow=allow, attest=attest))[0]
 
     async def token_and_route(
         self,
@@ -88,16 +91,20 @@ class SessionTokens:
         min_remaining: timedelta = _NO_TIME,
         *,
         allow: Callable[[str], None] | None = None,
+        attest: Mapping[str, Any] | None = None,
     ) -> tuple[AccessToken, Route]:
         """The token, and the route (tenant, target, client) it belongs to, for signing proofs with it.
 
         `allow(tenant)` raises when the caller may not use the session's tenant; it runs before anything
-        is read for or done with the session beyond learning its tenant.
+        is read for or done with the session beyond learning its tenant. With an `attest` (the trust
+        framework's), the token carries it: it is fetched by a refresh whose client assertion holds it, and
+        kept apart from the session's other tokens under the hash of the attest (`slot`).
         """
         if not session_id:
             raise InvalidRequestError("session_id", "is required")
         key = session_key(session_id)
-        cached = self._memory.get((key, target))
+        slot = target if attest is None else f"{target}#{attest_hash(dict(attest))[:32]}"
+        cached = self._memory.get((key, slot))
         # An unknown session costs one read and nothing else: no lock, no lease, no write.
         tenant = cached[2] if cached is not None else (await self._live_session(key)).tenant
         if allow is not None:
@@ -108,18 +115,20 @@ class SessionTokens:
             # A caller that gives up (its deadline) must not cancel a refresh under way: HelseID may already
             # have rotated the refresh token, and only the finished save keeps the session alive. The work
             # runs as its own task; the caller waits for it through a shield.
-            work = asyncio.get_running_loop().create_task(self._serialised(key, target, min_remaining))
+            work = asyncio.get_running_loop().create_task(
+                self._serialised(key, _Slot(target, slot, attest), min_remaining)
+            )
             work.add_done_callback(_retrieve)
             await asyncio.shield(work)
-            cached = self._memory[(key, target)]
+            cached = self._memory[(key, slot)]
             if self._clock() + min_remaining >= cached[1]:
                 raise self._reach.refusal((cached[2], target))  # never OK with less than was asked
         token, _, tenant = cached
         return token, self._routes.resolve(tenant, target)
 
-    async def _serialised(self, key: str, target: str, min_remaining: timedelta) -> AccessToken:
+    async def _serialised(self, key: str, slot: _Slot, min_remaining: timedelta) -> AccessToken:
         async with self._locks.hold(key):
-            return await self._token_serialised(key, target, min_remaining)
+            return await self._token_serialised(key, slot, min_remaining)
 
     async def end(self, session_id: str, *, allow: Callable[[str], None] | None = None) -> bool:
         """Revokes the session's refresh token at the STS (where it offers revocation) and deletes it."""
@@ -133,45 +142,46 @@ class SessionTokens:
         revoked = await self._endpoints.revoke_refresh_token(client, session.refresh_token)
         await self._store.delete(key)
         audit.record("session.ended", tenant=session.tenant, session=key[:16], revoked=str(revoked).lower())
-        for target in session.targets:
-            self._memory.pop((key, target))
+        self._memory.drop(lambda held: held[0] == key)  # every target's token, with an attest or without
         return revoked
 
-    async def _token_serialised(self, key: str, target: str, min_remaining: timedelta) -> AccessToken:
+    async def _token_serialised(self, key: str, slot: _Slot, min_remaining: timedelta) -> AccessToken:
         deadline = time.monotonic() + 3 * self._lease_ttl.total_seconds()
         while time.monotonic() < deadline:
-            token = await self._stored_token(key, target, min_remaining)
+            token = await self._stored_token(key, slot, min_remaining)
             if token is not None:
                 return token
             lease = await self._store.try_lease(key, self._lease_ttl)
             if lease is not None:
-                return await self._refresh_under_lease(lease, key, target, min_remaining)
+                return await self._refresh_under_lease(lease, key, slot, min_remaining)
             await asyncio.sleep(
                 _POLL
             )  # another replica refreshes this session; its result lands in the store
         raise StoreUnavailableError("the session stayed locked by another replica")
 
-    async def _stored_token(self, key: str, target: str, min_remaining: timedelta) -> AccessToken | None:
-        token = await self._store.get_token(key, target)
+    async def _stored_token(self, key: str, slot: _Slot, min_remaining: timedelta) -> AccessToken | None:
+        token = await self._store.get_token(key, slot.name)
         if token is None:
             return None
         session = await self._live_session(key)
+        target = slot.target
         self._reach.learn((session.tenant, target), token)
         usable_until = self._policy.usable_until(token)
         if self._clock() + min_remaining >= usable_until:
             self._reach.refuse_beyond((session.tenant, target), min_remaining)  # before any lease
             return None
-        self._memory.put((key, target), (token, usable_until, session.tenant), usable_until)
+        self._memory.put((key, slot.name), (token, usable_until, session.tenant), usable_until)
         return token
 
     async def _refresh_under_lease(
-        self, lease: SessionLease, key: str, target: str, min_remaining: timedelta
+        self, lease: SessionLease, key: str, slot: _Slot, min_remaining: timedelta
     ) -> AccessToken:
         saved = False
+        target = slot.target
         renewer = asyncio.get_running_loop().create_task(self._keep(lease))
         try:
             # Another replica may have finished a refresh just before we got the lease.
-            token = await self._stored_token(key, target, min_remaining)
+            token = await self._stored_token(key, slot, min_remaining)
             if token is not None:
                 return token
             session = await self._live_session(key)
@@ -183,12 +193,19 @@ class SessionTokens:
                     target=target,
                 )
             self._reach.refuse_beyond((session.tenant, target), min_remaining)  # known from other sessions
+            if slot.attest is not None and session.attested:
+                raise InvalidRequestError(
+                    "care_context",
+                    "this session's login carried its attest; HelseID refuses a second one "
+                    "(HID-DOUBLE-STRUCTURE): leave out the care context, or log in without one",
+                )
+            details = route.details if slot.attest is None else (*route.details, dict(slot.attest))
             try:
                 tokens = await self._token_endpoint.refresh(
                     route.client,
                     refresh_token=session.refresh_token,
                     target=route.target,
-                    details=route.details,
+                    details=details,
                 )
             except IdpRejectedError as exc:
                 if exc.oauth_error == "invalid_grant":
@@ -212,7 +229,7 @@ class SessionTokens:
                 lease,
                 session=refreshed,
                 session_ttl=max(refreshed.expires_at - now, timedelta(seconds=1)),
-                target=target,
+                target=slot.name,
                 token=token,
                 token_ttl=max(usable_until - now, timedelta(milliseconds=1)),
             )
@@ -221,7 +238,7 @@ class SessionTokens:
                     "lease on a session was lost during its refresh; the rotated refresh token is not stored"
                 )
                 raise StoreUnavailableError("the session's lease was lost during the refresh")
-            self._memory.put((key, target), (token, usable_until, session.tenant), usable_until)
+            self._memory.put((key, slot.name), (token, usable_until, session.tenant), usable_until)
             audit.record(
                 "session.refreshed",
                 tenant=session.tenant,
@@ -252,6 +269,15 @@ class SessionTokens:
             await asyncio.sleep(self._lease_ttl.total_seconds() / 3)
             if not await self._store.renew(lease, self._lease_ttl):
                 return
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where a session's token for a target is kept: the target's own slot, or one per attest."""
+
+    target: str
+    name: str  # the target, or "<target>#<attest hash>"
+    attest: Mapping[str, Any] | None = None
 
 
 def _retrieve(task: asyncio.Task[AccessToken]) -> None:

@@ -127,6 +127,7 @@ def _session_to_dict(session: Session) -> dict[str, object]:
         "user": asdict(session.user),
         "created_at": session.created_at.timestamp(),
         "owner": session.owner,
+        "attested": session.attested,
     }
 
 
@@ -143,6 +144,7 @@ def _session_from_dict(data: dict[str, object]) -> Session:
         user=UserIdentity(**{str(k): (None if v is None else str(v)) for k, v in user.items()}),  # type: ignore[arg-type]
         created_at=_instant(data["created_at"]),
         owner=_optional(data.get("owner")),
+        attested=data.get("attested") is True,
     )
 
 
@@ -155,6 +157,7 @@ def _pending_to_dict(login: PendingLogin) -> dict[str, object]:
         "nonce": login.nonce,
         "expires_at": login.expires_at.timestamp(),
         "caller": login.caller,
+        "attested": login.attested,
     }
 
 
@@ -167,6 +170,7 @@ def _pending_from_dict(data: dict[str, object]) -> PendingLogin:
         nonce=str(data["nonce"]),
         expires_at=_instant(data["expires_at"]),
         caller=_optional(data.get("caller")),
+        attested=data.get("attested") is True,
     )
 
 

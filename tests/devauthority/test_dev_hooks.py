@@ -33,6 +33,7 @@ async def test_stats_count_requests_challenges_tokens_and_errors_when_tokens_are
         "exchanges": 0,
         "revocations": 0,
         "tokens_by_kid": {"multi-key-1": 2, "single-key-1": 1},  # the last one's grant refused its scope
+        "attests": {"in_assertions": 0, "in_request_objects": 0, "double": 0, "invalid": 0},
         "demo_api": {"requests": 0, "nonce_challenges": 0, "accepted": 0, "rejected": 0},
         "selvbetjening": {"registrations": 0, "refused": 0, "lists": 0, "removals": 0},
     }

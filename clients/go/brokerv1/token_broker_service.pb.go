@@ -1014,7 +1014,11 @@ type StartLoginRequest struct {
 	// Where the STS sends the browser back; one of the client's configured redirect URIs (default: the first).
 	RedirectUri string `protobuf:"bytes,3,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
 	// A hint to the STS about who logs in (OpenID Connect `login_hint`).
-	LoginHint     string `protobuf:"bytes,4,opt,name=login_hint,json=loginHint,proto3" json:"login_hint,omitempty"`
+	LoginHint string `protobuf:"bytes,4,opt,name=login_hint,json=loginHint,proto3" json:"login_hint,omitempty"`
+	// A session-wide care context: its trust-framework attest goes into the login's request object, and then
+	// into every token of the session. A session with one takes no per-request care context for its tokens
+	// (HelseID refuses both at once); use it when one user works for one purpose all session long.
+	CareContext   *CareContext `protobuf:"bytes,5,opt,name=care_context,json=careContext,proto3" json:"care_context,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1075,6 +1079,13 @@ func (x *StartLoginRequest) GetLoginHint() string {
 		return x.LoginHint
 	}
 	return ""
+}
+
+func (x *StartLoginRequest) GetCareContext() *CareContext {
+	if x != nil {
+		return x.CareContext
+	}
+	return nil
 }
 
 // Response for StartLogin.
@@ -1451,8 +1462,12 @@ type GetSessionTokenRequest struct {
 	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
 	// The token must stay valid at least this long.
 	MinRemainingLifetime *durationpb.Duration `protobuf:"bytes,3,opt,name=min_remaining_lifetime,json=minRemainingLifetime,proto3" json:"min_remaining_lifetime,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The care context of the request the token is for: the token then carries the trust-framework attest
+	// (`nhn:tillitsrammeverk:parameters`) rendered from it, sent in the refresh grant's client assertion, and
+	// is cached for this attest only (another patient, purpose or decision gets its own token).
+	CareContext   *CareContext `protobuf:"bytes,4,opt,name=care_context,json=careContext,proto3" json:"care_context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetSessionTokenRequest) Reset() {
@@ -1502,6 +1517,13 @@ func (x *GetSessionTokenRequest) GetTarget() string {
 func (x *GetSessionTokenRequest) GetMinRemainingLifetime() *durationpb.Duration {
 	if x != nil {
 		return x.MinRemainingLifetime
+	}
+	return nil
+}
+
+func (x *GetSessionTokenRequest) GetCareContext() *CareContext {
+	if x != nil {
+		return x.CareContext
 	}
 	return nil
 }
@@ -1565,7 +1587,8 @@ type AuthorizeSessionRequestRequest struct {
 	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
 	// A `DPoP-Nonce` the resource server sent in its last answer, to put into the proof.
 	DpopNonce string `protobuf:"bytes,5,opt,name=dpop_nonce,json=dpopNonce,proto3" json:"dpop_nonce,omitempty"`
-	// As in AuthorizeRequest: the headers the target's API wants are rendered from it.
+	// As in AuthorizeRequest the headers the target's API wants are rendered from it, and as in
+	// GetSessionToken the token carries the trust-framework attest rendered from it.
 	CareContext   *CareContext `protobuf:"bytes,6,opt,name=care_context,json=careContext,proto3" json:"care_context,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1977,13 +2000,14 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\rsubject_token\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\fsubjectToken\x12U\n" +
 	"\x16min_remaining_lifetime\x18\x04 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"R\n" +
 	"\x15ExchangeTokenResponse\x129\n" +
-	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\x9f\x01\n" +
+	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\xe0\x01\n" +
 	"\x11StartLoginRequest\x12\x1c\n" +
 	"\x06tenant\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x06tenant\x12\x1e\n" +
 	"\atargets\x18\x02 \x03(\tB\x04\xe2A\x01\x02R\atargets\x12'\n" +
 	"\fredirect_uri\x18\x03 \x01(\tB\x04\xe2A\x01\x01R\vredirectUri\x12#\n" +
 	"\n" +
-	"login_hint\x18\x04 \x01(\tB\x04\xe2A\x01\x01R\tloginHint\"\x94\x01\n" +
+	"login_hint\x18\x04 \x01(\tB\x04\xe2A\x01\x01R\tloginHint\x12?\n" +
+	"\fcare_context\x18\x05 \x01(\v2\x16.broker.v1.CareContextB\x04\xe2A\x01\x01R\vcareContext\"\x94\x01\n" +
 	"\x12StartLoginResponse\x12+\n" +
 	"\x11authorization_url\x18\x01 \x01(\tR\x10authorizationUrl\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12;\n" +
@@ -2014,12 +2038,13 @@ const file_broker_v1_token_broker_service_proto_rawDesc = "" +
 	"\n" +
 	"given_name\x18\a \x01(\tR\tgivenName\x12\x1f\n" +
 	"\vfamily_name\x18\b \x01(\tR\n" +
-	"familyName\"\xb2\x01\n" +
+	"familyName\"\xf3\x01\n" +
 	"\x16GetSessionTokenRequest\x12#\n" +
 	"\n" +
 	"session_id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\tsessionId\x12\x1c\n" +
 	"\x06target\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x06target\x12U\n" +
-	"\x16min_remaining_lifetime\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\"T\n" +
+	"\x16min_remaining_lifetime\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x04\xe2A\x01\x01R\x14minRemainingLifetime\x12?\n" +
+	"\fcare_context\x18\x04 \x01(\v2\x16.broker.v1.CareContextB\x04\xe2A\x01\x01R\vcareContext\"T\n" +
 	"\x17GetSessionTokenResponse\x129\n" +
 	"\faccess_token\x18\x01 \x01(\v2\x16.broker.v1.AccessTokenR\vaccessToken\"\x88\x02\n" +
 	"\x1eAuthorizeSessionRequestRequest\x12#\n" +
@@ -2129,41 +2154,43 @@ var file_broker_v1_token_broker_service_proto_depIdxs = []int32{
 	1,  // 11: broker.v1.WatchTokenResponse.access_token:type_name -> broker.v1.AccessToken
 	29, // 12: broker.v1.ExchangeTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
 	1,  // 13: broker.v1.ExchangeTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	28, // 14: broker.v1.StartLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 15: broker.v1.CompleteLoginResponse.session:type_name -> broker.v1.UserSession
-	19, // 16: broker.v1.UserSession.user:type_name -> broker.v1.User
-	28, // 17: broker.v1.UserSession.expire_time:type_name -> google.protobuf.Timestamp
-	29, // 18: broker.v1.GetSessionTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
-	1,  // 19: broker.v1.GetSessionTokenResponse.access_token:type_name -> broker.v1.AccessToken
-	7,  // 20: broker.v1.AuthorizeSessionRequestRequest.care_context:type_name -> broker.v1.CareContext
-	0,  // 21: broker.v1.AuthorizeSessionRequestResponse.token_type:type_name -> broker.v1.TokenType
-	28, // 22: broker.v1.AuthorizeSessionRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
-	6,  // 23: broker.v1.AuthorizeSessionRequestResponse.headers:type_name -> broker.v1.HttpHeader
-	2,  // 24: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
-	4,  // 25: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
-	10, // 26: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
-	12, // 27: broker.v1.TokenBrokerService.ExchangeToken:input_type -> broker.v1.ExchangeTokenRequest
-	14, // 28: broker.v1.TokenBrokerService.StartLogin:input_type -> broker.v1.StartLoginRequest
-	16, // 29: broker.v1.TokenBrokerService.CompleteLogin:input_type -> broker.v1.CompleteLoginRequest
-	20, // 30: broker.v1.TokenBrokerService.GetSessionToken:input_type -> broker.v1.GetSessionTokenRequest
-	22, // 31: broker.v1.TokenBrokerService.AuthorizeSessionRequest:input_type -> broker.v1.AuthorizeSessionRequestRequest
-	24, // 32: broker.v1.TokenBrokerService.EndSession:input_type -> broker.v1.EndSessionRequest
-	26, // 33: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
-	3,  // 34: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
-	5,  // 35: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
-	11, // 36: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
-	13, // 37: broker.v1.TokenBrokerService.ExchangeToken:output_type -> broker.v1.ExchangeTokenResponse
-	15, // 38: broker.v1.TokenBrokerService.StartLogin:output_type -> broker.v1.StartLoginResponse
-	17, // 39: broker.v1.TokenBrokerService.CompleteLogin:output_type -> broker.v1.CompleteLoginResponse
-	21, // 40: broker.v1.TokenBrokerService.GetSessionToken:output_type -> broker.v1.GetSessionTokenResponse
-	23, // 41: broker.v1.TokenBrokerService.AuthorizeSessionRequest:output_type -> broker.v1.AuthorizeSessionRequestResponse
-	25, // 42: broker.v1.TokenBrokerService.EndSession:output_type -> broker.v1.EndSessionResponse
-	27, // 43: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
-	34, // [34:44] is the sub-list for method output_type
-	24, // [24:34] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	7,  // 14: broker.v1.StartLoginRequest.care_context:type_name -> broker.v1.CareContext
+	28, // 15: broker.v1.StartLoginResponse.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 16: broker.v1.CompleteLoginResponse.session:type_name -> broker.v1.UserSession
+	19, // 17: broker.v1.UserSession.user:type_name -> broker.v1.User
+	28, // 18: broker.v1.UserSession.expire_time:type_name -> google.protobuf.Timestamp
+	29, // 19: broker.v1.GetSessionTokenRequest.min_remaining_lifetime:type_name -> google.protobuf.Duration
+	7,  // 20: broker.v1.GetSessionTokenRequest.care_context:type_name -> broker.v1.CareContext
+	1,  // 21: broker.v1.GetSessionTokenResponse.access_token:type_name -> broker.v1.AccessToken
+	7,  // 22: broker.v1.AuthorizeSessionRequestRequest.care_context:type_name -> broker.v1.CareContext
+	0,  // 23: broker.v1.AuthorizeSessionRequestResponse.token_type:type_name -> broker.v1.TokenType
+	28, // 24: broker.v1.AuthorizeSessionRequestResponse.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 25: broker.v1.AuthorizeSessionRequestResponse.headers:type_name -> broker.v1.HttpHeader
+	2,  // 26: broker.v1.TokenBrokerService.GetToken:input_type -> broker.v1.GetTokenRequest
+	4,  // 27: broker.v1.TokenBrokerService.AuthorizeRequest:input_type -> broker.v1.AuthorizeRequestRequest
+	10, // 28: broker.v1.TokenBrokerService.WatchToken:input_type -> broker.v1.WatchTokenRequest
+	12, // 29: broker.v1.TokenBrokerService.ExchangeToken:input_type -> broker.v1.ExchangeTokenRequest
+	14, // 30: broker.v1.TokenBrokerService.StartLogin:input_type -> broker.v1.StartLoginRequest
+	16, // 31: broker.v1.TokenBrokerService.CompleteLogin:input_type -> broker.v1.CompleteLoginRequest
+	20, // 32: broker.v1.TokenBrokerService.GetSessionToken:input_type -> broker.v1.GetSessionTokenRequest
+	22, // 33: broker.v1.TokenBrokerService.AuthorizeSessionRequest:input_type -> broker.v1.AuthorizeSessionRequestRequest
+	24, // 34: broker.v1.TokenBrokerService.EndSession:input_type -> broker.v1.EndSessionRequest
+	26, // 35: broker.v1.TokenBrokerService.GetBrokerInfo:input_type -> broker.v1.GetBrokerInfoRequest
+	3,  // 36: broker.v1.TokenBrokerService.GetToken:output_type -> broker.v1.GetTokenResponse
+	5,  // 37: broker.v1.TokenBrokerService.AuthorizeRequest:output_type -> broker.v1.AuthorizeRequestResponse
+	11, // 38: broker.v1.TokenBrokerService.WatchToken:output_type -> broker.v1.WatchTokenResponse
+	13, // 39: broker.v1.TokenBrokerService.ExchangeToken:output_type -> broker.v1.ExchangeTokenResponse
+	15, // 40: broker.v1.TokenBrokerService.StartLogin:output_type -> broker.v1.StartLoginResponse
+	17, // 41: broker.v1.TokenBrokerService.CompleteLogin:output_type -> broker.v1.CompleteLoginResponse
+	21, // 42: broker.v1.TokenBrokerService.GetSessionToken:output_type -> broker.v1.GetSessionTokenResponse
+	23, // 43: broker.v1.TokenBrokerService.AuthorizeSessionRequest:output_type -> broker.v1.AuthorizeSessionRequestResponse
+	25, // 44: broker.v1.TokenBrokerService.EndSession:output_type -> broker.v1.EndSessionResponse
+	27, // 45: broker.v1.TokenBrokerService.GetBrokerInfo:output_type -> broker.v1.GetBrokerInfoResponse
+	36, // [36:46] is the sub-list for method output_type
+	26, // [26:36] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_broker_v1_token_broker_service_proto_init() }

@@ -253,6 +253,12 @@ export interface StartLoginRequest {
   redirectUri: string;
   /** A hint to the STS about who logs in (OpenID Connect `login_hint`). */
   loginHint: string;
+  /**
+   * A session-wide care context: its trust-framework attest goes into the login's request object, and then
+   * into every token of the session. A session with one takes no per-request care context for its tokens
+   * (HelseID refuses both at once); use it when one user works for one purpose all session long.
+   */
+  careContext: CareContext | undefined;
 }
 
 /** Response for StartLogin. */
@@ -324,7 +330,15 @@ export interface GetSessionTokenRequest {
   /** The target API; one of the session's targets. */
   target: string;
   /** The token must stay valid at least this long. */
-  minRemainingLifetime: Duration | undefined;
+  minRemainingLifetime:
+    | Duration
+    | undefined;
+  /**
+   * The care context of the request the token is for: the token then carries the trust-framework attest
+   * (`nhn:tillitsrammeverk:parameters`) rendered from it, sent in the refresh grant's client assertion, and
+   * is cached for this attest only (another patient, purpose or decision gets its own token).
+   */
+  careContext: CareContext | undefined;
 }
 
 /** Response for GetSessionToken. */
@@ -345,7 +359,10 @@ export interface AuthorizeSessionRequestRequest {
   url: string;
   /** A `DPoP-Nonce` the resource server sent in its last answer, to put into the proof. */
   dpopNonce: string;
-  /** As in AuthorizeRequest: the headers the target's API wants are rendered from it. */
+  /**
+   * As in AuthorizeRequest the headers the target's API wants are rendered from it, and as in
+   * GetSessionToken the token carries the trust-framework attest rendered from it.
+   */
   careContext: CareContext | undefined;
 }
 
@@ -2012,7 +2029,7 @@ export const ExchangeTokenResponse: MessageFns<ExchangeTokenResponse> = {
 };
 
 function createBaseStartLoginRequest(): StartLoginRequest {
-  return { tenant: "", targets: [], redirectUri: "", loginHint: "" };
+  return { tenant: "", targets: [], redirectUri: "", loginHint: "", careContext: undefined };
 }
 
 export const StartLoginRequest: MessageFns<StartLoginRequest> = {
@@ -2028,6 +2045,9 @@ export const StartLoginRequest: MessageFns<StartLoginRequest> = {
     }
     if (message.loginHint !== "") {
       writer.uint32(34).string(message.loginHint);
+    }
+    if (message.careContext !== undefined) {
+      CareContext.encode(message.careContext, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -2077,6 +2097,14 @@ export const StartLoginRequest: MessageFns<StartLoginRequest> = {
             message.loginHint = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.careContext = CareContext.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2103,6 +2131,11 @@ export const StartLoginRequest: MessageFns<StartLoginRequest> = {
         : isSet(object.login_hint)
         ? globalThis.String(object.login_hint)
         : "",
+      careContext: isSet(object.careContext)
+        ? CareContext.fromJSON(object.careContext)
+        : isSet(object.care_context)
+        ? CareContext.fromJSON(object.care_context)
+        : undefined,
     };
   },
 
@@ -2120,6 +2153,9 @@ export const StartLoginRequest: MessageFns<StartLoginRequest> = {
     if (message.loginHint !== "") {
       obj.loginHint = message.loginHint;
     }
+    if (message.careContext !== undefined) {
+      obj.careContext = CareContext.toJSON(message.careContext);
+    }
     return obj;
   },
 
@@ -2132,6 +2168,9 @@ export const StartLoginRequest: MessageFns<StartLoginRequest> = {
     message.targets = object.targets?.map((e) => e) || [];
     message.redirectUri = object.redirectUri ?? "";
     message.loginHint = object.loginHint ?? "";
+    message.careContext = (object.careContext !== undefined && object.careContext !== null)
+      ? CareContext.fromPartial(object.careContext)
+      : undefined;
     return message;
   },
 };
@@ -2767,7 +2806,7 @@ export const User: MessageFns<User> = {
 };
 
 function createBaseGetSessionTokenRequest(): GetSessionTokenRequest {
-  return { sessionId: "", target: "", minRemainingLifetime: undefined };
+  return { sessionId: "", target: "", minRemainingLifetime: undefined, careContext: undefined };
 }
 
 export const GetSessionTokenRequest: MessageFns<GetSessionTokenRequest> = {
@@ -2780,6 +2819,9 @@ export const GetSessionTokenRequest: MessageFns<GetSessionTokenRequest> = {
     }
     if (message.minRemainingLifetime !== undefined) {
       Duration.encode(message.minRemainingLifetime, writer.uint32(26).fork()).join();
+    }
+    if (message.careContext !== undefined) {
+      CareContext.encode(message.careContext, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2821,6 +2863,14 @@ export const GetSessionTokenRequest: MessageFns<GetSessionTokenRequest> = {
             message.minRemainingLifetime = Duration.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.careContext = CareContext.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2846,6 +2896,11 @@ export const GetSessionTokenRequest: MessageFns<GetSessionTokenRequest> = {
         : isSet(object.min_remaining_lifetime)
         ? Duration.fromJSON(object.min_remaining_lifetime)
         : undefined,
+      careContext: isSet(object.careContext)
+        ? CareContext.fromJSON(object.careContext)
+        : isSet(object.care_context)
+        ? CareContext.fromJSON(object.care_context)
+        : undefined,
     };
   },
 
@@ -2860,6 +2915,9 @@ export const GetSessionTokenRequest: MessageFns<GetSessionTokenRequest> = {
     if (message.minRemainingLifetime !== undefined) {
       obj.minRemainingLifetime = Duration.toJSON(message.minRemainingLifetime);
     }
+    if (message.careContext !== undefined) {
+      obj.careContext = CareContext.toJSON(message.careContext);
+    }
     return obj;
   },
 
@@ -2872,6 +2930,9 @@ export const GetSessionTokenRequest: MessageFns<GetSessionTokenRequest> = {
     message.target = object.target ?? "";
     message.minRemainingLifetime = (object.minRemainingLifetime !== undefined && object.minRemainingLifetime !== null)
       ? Duration.fromPartial(object.minRemainingLifetime)
+      : undefined;
+    message.careContext = (object.careContext !== undefined && object.careContext !== null)
+      ? CareContext.fromPartial(object.careContext)
       : undefined;
     return message;
   },

@@ -172,16 +172,18 @@ class ExchangeTokenResponse(_message.Message):
     def __init__(self, access_token: _Optional[_Union[AccessToken, _Mapping]] = ...) -> None: ...
 
 class StartLoginRequest(_message.Message):
-    __slots__ = ("tenant", "targets", "redirect_uri", "login_hint")
+    __slots__ = ("tenant", "targets", "redirect_uri", "login_hint", "care_context")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     REDIRECT_URI_FIELD_NUMBER: _ClassVar[int]
     LOGIN_HINT_FIELD_NUMBER: _ClassVar[int]
+    CARE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     targets: _containers.RepeatedScalarFieldContainer[str]
     redirect_uri: str
     login_hint: str
-    def __init__(self, tenant: _Optional[str] = ..., targets: _Optional[_Iterable[str]] = ..., redirect_uri: _Optional[str] = ..., login_hint: _Optional[str] = ...) -> None: ...
+    care_context: CareContext
+    def __init__(self, tenant: _Optional[str] = ..., targets: _Optional[_Iterable[str]] = ..., redirect_uri: _Optional[str] = ..., login_hint: _Optional[str] = ..., care_context: _Optional[_Union[CareContext, _Mapping]] = ...) -> None: ...
 
 class StartLoginResponse(_message.Message):
     __slots__ = ("authorization_url", "state", "expire_time")
@@ -244,14 +246,16 @@ class User(_message.Message):
     def __init__(self, subject: _Optional[str] = ..., pid: _Optional[str] = ..., hpr_number: _Optional[str] = ..., security_level: _Optional[str] = ..., assurance_level: _Optional[str] = ..., name: _Optional[str] = ..., given_name: _Optional[str] = ..., family_name: _Optional[str] = ...) -> None: ...
 
 class GetSessionTokenRequest(_message.Message):
-    __slots__ = ("session_id", "target", "min_remaining_lifetime")
+    __slots__ = ("session_id", "target", "min_remaining_lifetime", "care_context")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     MIN_REMAINING_LIFETIME_FIELD_NUMBER: _ClassVar[int]
+    CARE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     target: str
     min_remaining_lifetime: _duration_pb2.Duration
-    def __init__(self, session_id: _Optional[str] = ..., target: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    care_context: CareContext
+    def __init__(self, session_id: _Optional[str] = ..., target: _Optional[str] = ..., min_remaining_lifetime: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., care_context: _Optional[_Union[CareContext, _Mapping]] = ...) -> None: ...
 
 class GetSessionTokenResponse(_message.Message):
     __slots__ = ("access_token",)
