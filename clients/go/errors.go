@@ -19,7 +19,9 @@ import (
 //	var e *broker.Error
 //	if errors.As(err, &e) && e.Reason == "RATE_LIMITED" { time.Sleep(e.RetryDelay) }
 //
-// Branch on Reason, never on Message. status.FromError and status.Code work on it too.
+// Branch on Reason, never on Message. status.FromError and status.Code work on it too. One such error comes
+// from the resource server rather than the broker: Transport's ReasonInsufficientAuthorizationDetails
+// (PermissionDenied), for a 403 that asks for the trust framework's attest.
 type Error struct {
 	// Code is the gRPC status code, such as codes.NotFound.
 	Code codes.Code

@@ -402,3 +402,63 @@ func TestFakeSessionTransport(t *testing.T) {
 		t.Fatalf("error %v, want SESSION_NOT_FOUND", err)
 	}
 }
+
+// TestFakeTransportInsufficientAuthorizationDetails: a 403 asking for the attest (DPoP, after a nonce retry,
+// or Bearer) is a typed error; other 403s stay ordinary answers.
+func TestFakeTransportInsufficientAuthorizationDetails(t *testing.T) {
+	client := dialFake(t, &fakeBroker{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/attest", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.Header.Get("DPoP"), "nonce=n0 ") {
+			w.Header().Set("DPoP-Nonce", "n0")
+			w.Header().Set("WWW-Authenticate", `DPoP error="use_dpop_nonce"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `DPoP error="insufficient_authorization_details", error_description="attest needed"`)
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, `{"error":"insufficient_authorization_details"}`)
+	})
+	mux.HandleFunc("/bearer", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="api", error="insufficient_authorization_details"`)
+		w.WriteHeader(http.StatusForbidden)
+	})
+	mux.HandleFunc("/forbidden", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", `DPoP error="insufficient_scope"`)
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = io.WriteString(w, "no")
+	})
+	server := httptest.NewServer(mux)
+	defer server.Close()
+	httpClient := client.HTTPClient("demo", "api")
+
+	_, err := httpClient.Post(server.URL+"/attest", "text/plain", strings.NewReader("body"))
+	e := broker.AsError(err)
+	if e == nil || e.Reason != broker.ReasonInsufficientAuthorizationDetails || e.Code != codes.PermissionDenied ||
+		status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("error %v, want %s", err, broker.ReasonInsufficientAuthorizationDetails)
+	}
+	if !strings.Contains(e.Message, "care context") || !strings.Contains(e.Message, "attest needed") ||
+		e.Metadata["scheme"] != "DPoP" || e.Metadata["origin"] != server.URL {
+		t.Fatalf("message %q, metadata %v", e.Message, e.Metadata)
+	}
+	if info := broker.ErrorInfo(e.GRPCStatus().Err()); info.GetReason() != broker.ReasonInsufficientAuthorizationDetails {
+		t.Fatalf("ErrorInfo = %v", info)
+	}
+
+	_, err = httpClient.Get(server.URL + "/bearer")
+	if e := broker.AsError(err); e == nil || e.Reason != broker.ReasonInsufficientAuthorizationDetails ||
+		e.Metadata["scheme"] != "Bearer" {
+		t.Fatalf("bearer challenge: error %v", err)
+	}
+
+	resp, err := httpClient.Get(server.URL + "/forbidden")
+	if err != nil {
+		t.Fatalf("another 403 is an ordinary answer, got %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || string(body) != "no" {
+		t.Fatalf("status %d body %q", resp.StatusCode, body)
+	}
+}

@@ -261,3 +261,26 @@ func TestDialReadsTheEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestTransportInsufficientAuthorizationDetailsIsTyped(t *testing.T) {
+	client := dial(t)
+	counting := newCounting()
+	httpClient := &http.Client{Transport: client.Transport(env(t, "DEMO_TENANT"), env(t, "DEMO_TARGET"), counting)}
+	// The tenant's client-credentials tokens never carry the attest: the demo API's attest/ paths refuse them.
+	resp, err := httpClient.Get(env(t, "DEMO_API_URL") + "attest/records")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("answer %s, want an error", resp.Status)
+	}
+	requireReason(t, err, codes.PermissionDenied, broker.ReasonInsufficientAuthorizationDetails)
+	e := broker.AsError(err)
+	if !strings.Contains(e.Message, "care context") || !strings.Contains(e.Message, "attest") ||
+		e.Metadata["http_status"] != "403" || e.Metadata["scheme"] != "DPoP" {
+		t.Fatalf("error = %q, metadata %v", e.Message, e.Metadata)
+	}
+	if trips, _ := counting.take(); trips < 1 || trips > 2 {
+		t.Fatalf("%d round trips, want 1 or 2 (a nonce retry at most)", trips)
+	}
+	// Other paths of the same API still answer through the same transport.
+	call(t, httpClient, http.MethodGet, env(t, "DEMO_API_URL")+"records/1", nil)
+}

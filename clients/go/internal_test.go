@@ -98,3 +98,33 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+func TestInsufficientChallenge(t *testing.T) {
+	resp := func(code int, www ...string) *http.Response {
+		h := http.Header{}
+		for _, v := range www {
+			h.Add("WWW-Authenticate", v)
+		}
+		return &http.Response{StatusCode: code, Header: h}
+	}
+	for _, r := range []*http.Response{
+		resp(403, `DPoP error="insufficient_authorization_details"`),
+		resp(403, `Bearer error="insufficient_authorization_details", error_description="attest"`),
+		resp(403, `Basic realm="x"`, `dpop algs="ES256", error=insufficient_authorization_details`),
+	} {
+		if insufficientChallenge(r) == nil {
+			t.Errorf("%v is an insufficient_authorization_details refusal", r.Header)
+		}
+	}
+	for _, r := range []*http.Response{
+		resp(403),
+		resp(403, `DPoP error="insufficient_scope"`),
+		resp(403, `Basic error="insufficient_authorization_details"`),
+		resp(401, `DPoP error="insufficient_authorization_details"`),
+		resp(400, `Bearer error="insufficient_authorization_details"`),
+	} {
+		if insufficientChallenge(r) != nil {
+			t.Errorf("%d %v is no insufficient_authorization_details refusal", r.StatusCode, r.Header)
+		}
+	}
+}

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"sync"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/helseid-broker/helseid-broker/clients/go/brokerv1"
 )
 
@@ -20,7 +24,9 @@ import (
 // server answers 401 or 400 with a DPoP challenge error="use_dpop_nonce" and a DPoP-Nonce header, it
 // sends the request once more with a proof carrying that nonce (a body is replayed through GetBody, or
 // buffered). It remembers the last DPoP-Nonce each origin sent, from any answer, so later requests take
-// one round trip.
+// one round trip. A 403 whose DPoP or Bearer challenge says error="insufficient_authorization_details" (an
+// API that wants the trust framework's attest in the token) becomes an *Error with Reason
+// ReasonInsufficientAuthorizationDetails; any other answer, 403s included, is returned as it is.
 //
 // The zero value with Broker, Tenant and Target set is ready to use; it is safe for concurrent use.
 // Errors from the broker are *Error (http.Client wraps them in a *url.Error; errors.As finds them).
@@ -85,11 +91,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	origin := originOf(req.URL)
 	resp, proof, err := t.send(req, body, getBody, size, origin, t.nonce(origin))
 	if err != nil || proof == "" {
-		return resp, err
+		return refuseInsufficient(resp, err)
 	}
 	nonce, retry := nonceChallenge(resp)
 	if !retry {
-		return resp, nil
+		return refuseInsufficient(resp, nil)
 	}
 	// One retry with the nonce the server asked for.
 	if getBody != nil {
@@ -99,7 +105,68 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	drain(resp)
 	resp, _, err = t.send(req, body, getBody, size, origin, nonce)
-	return resp, err
+	return refuseInsufficient(resp, err)
+}
+
+// ReasonInsufficientAuthorizationDetails is the Reason of the *Error that Transport returns when the
+// resource server answers 403 with a DPoP or Bearer challenge error="insufficient_authorization_details":
+// the API wants the trust framework's attest in the token, which only a session token made with a care
+// context has.
+const ReasonInsufficientAuthorizationDetails = "INSUFFICIENT_AUTHORIZATION_DETAILS"
+
+const insufficientAuthorizationDetails = "insufficient_authorization_details"
+
+// refuseInsufficient turns a 403 insufficient_authorization_details answer into an *Error (its body
+// drained and closed); any other answer or error passes unchanged.
+func refuseInsufficient(resp *http.Response, err error) (*http.Response, error) {
+	if err != nil || resp == nil {
+		return resp, err
+	}
+	ch := insufficientChallenge(resp)
+	if ch == nil {
+		return resp, nil
+	}
+	drain(resp)
+	return nil, insufficientError(ch, resp)
+}
+
+// insufficientChallenge returns the DPoP or Bearer challenge with error="insufficient_authorization_details"
+// of a 403 answer (as NHN's APIs send it), or nil.
+func insufficientChallenge(resp *http.Response) *challenge {
+	if resp.StatusCode != http.StatusForbidden {
+		return nil
+	}
+	for _, value := range resp.Header.Values("WWW-Authenticate") {
+		for _, ch := range parseChallenges(value) {
+			if (strings.EqualFold(ch.scheme, "DPoP") || strings.EqualFold(ch.scheme, "Bearer")) &&
+				ch.params["error"] == insufficientAuthorizationDetails {
+				return ch
+			}
+		}
+	}
+	return nil
+}
+
+func insufficientError(ch *challenge, resp *http.Response) *Error {
+	msg := "the resource server answered 403 " + insufficientAuthorizationDetails + ": the request needs a " +
+		"care context with the trust framework's attest; authorize it with a session token made with a care " +
+		"context (GetSessionToken or AuthorizeSessionRequest with care_context: SessionTransport and " +
+		"WithCareContext)"
+	metadata := map[string]string{"http_status": "403", "scheme": ch.scheme, "error": insufficientAuthorizationDetails}
+	if resp.Request != nil && resp.Request.URL != nil {
+		metadata["origin"] = originOf(resp.Request.URL)
+	}
+	if d := ch.params["error_description"]; d != "" {
+		metadata["error_description"] = d
+		msg += " (the server said: " + d + ")"
+	}
+	st := status.New(codes.PermissionDenied, msg)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Domain: ErrorDomain,
+		Reason: ReasonInsufficientAuthorizationDetails, Metadata: metadata}); err == nil {
+		st = withInfo
+	}
+	return &Error{Code: codes.PermissionDenied, Reason: ReasonInsufficientAuthorizationDetails, Message: msg,
+		Metadata: metadata, status: st}
 }
 
 // send authorizes one attempt of req with nonce and sends it; proof is the DPoP header it carried.
