@@ -12,6 +12,13 @@ import { Status } from "./gen/google/rpc/status.js";
 /** The `google.rpc.ErrorInfo` domain of every error the broker returns. */
 export const ERROR_DOMAIN = "broker.helseid";
 
+/**
+ * The `reason` of the `BrokerError` the fetch wrapper throws when a resource server answers 403 with
+ * `error="insufficient_authorization_details"`: the request needs a care context with the trust framework's
+ * attest (a session token made with a care context). Set by the client, not sent by the broker.
+ */
+export const INSUFFICIENT_AUTHORIZATION_DETAILS = "INSUFFICIENT_AUTHORIZATION_DETAILS";
+
 const ERROR_INFO_TYPE_URL = "type.googleapis.com/google.rpc.ErrorInfo";
 const RETRY_INFO_TYPE_URL = "type.googleapis.com/google.rpc.RetryInfo";
 

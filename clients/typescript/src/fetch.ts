@@ -3,7 +3,8 @@
  * broker's `AuthorizeRequest` (or `AuthorizeSessionRequest`), with the last `DPoP-Nonce` the origin sent.
  * A `use_dpop_nonce` challenge (401 or 400 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` and a
  * `DPoP-Nonce` header) is retried exactly once with the new nonce; the body is buffered so it can be sent
- * twice.
+ * twice. A 403 whose challenge (`DPoP` or `Bearer`) says `error="insufficient_authorization_details"`
+ * rejects with a `BrokerError` of reason `INSUFFICIENT_AUTHORIZATION_DETAILS`.
  */
 import {
   AuthorizeRequestRequest,
@@ -13,6 +14,7 @@ import {
   type TokenBrokerServiceClient,
 } from "./gen/broker/v1/token_broker_service.js";
 import { connect, type ConnectOptions, DEFAULT_DEADLINE_MS, unary } from "./connection.js";
+import { BrokerError, Code, INSUFFICIENT_AUTHORIZATION_DETAILS } from "./errors.js";
 
 /** `RequestInit` plus the per-request care context. */
 export interface BrokerRequestInit extends RequestInit {
@@ -60,21 +62,23 @@ interface Authorization {
 }
 
 /**
- * Parses `WWW-Authenticate` and returns the parameters of its `DPoP` challenge (names in lower case), or
- * `undefined` when there is none. Handles several challenges in one header and quoted strings.
+ * Parses `WWW-Authenticate` and returns the parameters of its first challenge of `scheme` (compared without
+ * case; names in lower case), or `undefined` when there is none. Handles several challenges in one header
+ * and quoted strings.
  */
-export function dpopChallenge(header: string | null): Record<string, string> | undefined {
+export function authChallenge(header: string | null, scheme: string): Record<string, string> | undefined {
+  const wanted = scheme.toLowerCase();
   if (!header) {
     return undefined;
   }
   const re = /\s*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)|([!#$%&'*+.^_`|~0-9A-Za-z-]+=*)|,)/gy;
-  let scheme: string | undefined;
+  let current: string | undefined;
   let params: Record<string, string> = {};
   let found: Record<string, string> | undefined;
   let m: RegExpExecArray | null;
   let pos = 0;
   const flush = () => {
-    if (scheme?.toLowerCase() === "dpop" && found === undefined) {
+    if (current?.toLowerCase() === wanted && found === undefined) {
       found = params;
     }
   };
@@ -88,12 +92,20 @@ export function dpopChallenge(header: string | null): Record<string, string> | u
         continue; // a token68 (Basic/Bearer credentials form); not a new challenge
       }
       flush();
-      scheme = m[3];
+      current = m[3];
       params = {};
     }
   }
   flush();
   return found;
+}
+
+/**
+ * Parses `WWW-Authenticate` and returns the parameters of its `DPoP` challenge (names in lower case), or
+ * `undefined` when there is none. Handles several challenges in one header and quoted strings.
+ */
+export function dpopChallenge(header: string | null): Record<string, string> | undefined {
+  return authChallenge(header, "dpop");
 }
 
 /** Whether a response is a DPoP nonce challenge (RFC 9449 section 9 and 8). */
@@ -108,9 +120,52 @@ export function isNonceChallenge(response: Response): boolean {
 }
 
 /**
+ * The `DPoP` or `Bearer` challenge's parameters when a response is a 403 with
+ * `error="insufficient_authorization_details"` (the API needs the trust framework's attest in the token),
+ * else `undefined`.
+ */
+export function insufficientAuthorizationDetails(response: Response): Record<string, string> | undefined {
+  if (response.status !== 403) {
+    return undefined;
+  }
+  const header = response.headers.get("www-authenticate");
+  for (const scheme of ["dpop", "bearer"]) {
+    const challenge = authChallenge(header, scheme);
+    if (challenge?.error === "insufficient_authorization_details") {
+      return challenge;
+    }
+  }
+  return undefined;
+}
+
+/** The `BrokerError` for a 403 `insufficient_authorization_details` answer (see `createFetch`). */
+function insufficientAuthorizationDetailsError(
+  method: string,
+  url: string,
+  status: number,
+  challenge: Record<string, string>,
+): BrokerError {
+  const origin = new URL(url).origin;
+  const description = challenge.error_description;
+  const details =
+    `${method} ${origin} answered ${status} insufficient_authorization_details: the request needs a care ` +
+    "context with the trust framework's attest in the token, i.e. a session token made with a care context " +
+    "(GetSessionToken or AuthorizeSessionRequest with care_context: createFetch({ sessionId, careContext }) " +
+    "or careContext per request)" +
+    (description ? ` (the API said: ${description})` : "");
+  const metadata: Record<string, string> = { status: String(status), origin };
+  if (description) {
+    metadata.error_description = description;
+  }
+  return new BrokerError(Code.PERMISSION_DENIED, details, INSUFFICIENT_AUTHORIZATION_DETAILS, undefined, metadata);
+}
+
+/**
  * Makes a `fetch` that authorizes each request through the broker: `AuthorizeRequest(tenant, target,
  * method, url, nonce, careContext)` (or `AuthorizeSessionRequest` with `sessionId`), the answer's headers
- * set on the request, a single retry on a nonce challenge, and the origin's nonce remembered.
+ * set on the request, a single retry on a nonce challenge, and the origin's nonce remembered. A 403 with
+ * `error="insufficient_authorization_details"` rejects with a `BrokerError` (`code` PERMISSION_DENIED,
+ * `reason` INSUFFICIENT_AUTHORIZATION_DETAILS); any other answer, other 403s too, is returned as is.
  */
 export function createFetch(options: FetchOptions): BrokerFetch {
   if (!options.sessionId && !options.tenant) {
@@ -188,12 +243,17 @@ export function createFetch(options: FetchOptions): BrokerFetch {
       return response;
     };
 
-    const first = await attempt(nonces.get(origin));
-    if (!isNonceChallenge(first)) {
-      return first;
+    let response = await attempt(nonces.get(origin));
+    if (isNonceChallenge(response)) {
+      await response.body?.cancel().catch(() => undefined);
+      response = await attempt(response.headers.get("dpop-nonce") ?? undefined);
     }
-    await first.body?.cancel().catch(() => undefined);
-    return attempt(first.headers.get("dpop-nonce") ?? undefined);
+    const refused = insufficientAuthorizationDetails(response);
+    if (refused !== undefined) {
+      await response.body?.cancel().catch(() => undefined);
+      throw insufficientAuthorizationDetailsError(method, url, response.status, refused);
+    }
+    return response;
   };
 
   return Object.assign(brokerFetch, {

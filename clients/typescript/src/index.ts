@@ -3,7 +3,8 @@
  *
  * - `TokenSource`: a locally cached token fed by WatchToken (`await source.token()`).
  * - `createFetch` / `brokerFetch`: a `fetch` that authorizes each request through the broker (DPoP proof,
- *   headers, one nonce retry, nonce memory per origin).
+ *   headers, one nonce retry, nonce memory per origin; a 403 `insufficient_authorization_details` is a
+ *   `BrokerError` with reason `INSUFFICIENT_AUTHORIZATION_DETAILS`).
  * - `connect`: the generated `TokenBrokerServiceClient` with address, credential and TLS from the options
  *   and the environment (`HELSEID_BROKER_ADDR`, `HELSEID_BROKER_CREDENTIAL`).
  * - `BrokerError`: a failed call with its gRPC `code`, the broker's `reason` and `retryDelayMs`.
@@ -13,7 +14,7 @@
  */
 export * from "./gen/broker/v1/token_broker_service.js";
 export { ErrorInfo, RetryInfo } from "./gen/google/rpc/error_details.js";
-export { BrokerError, Code, ERROR_DOMAIN, errorInfo } from "./errors.js";
+export { BrokerError, Code, ERROR_DOMAIN, errorInfo, INSUFFICIENT_AUTHORIZATION_DETAILS } from "./errors.js";
 export {
   ADDRESS_ENV,
   brokerAddress,
@@ -28,6 +29,7 @@ export {
 } from "./connection.js";
 export { TokenSource, type TokenSourceOptions, type TokenSourceStats } from "./token-source.js";
 export {
+  authChallenge,
   type BrokerFetch,
   brokerFetch,
   type BrokerRequestInit,
@@ -35,6 +37,7 @@ export {
   createFetch,
   dpopChallenge,
   type FetchOptions,
+  insufficientAuthorizationDetails,
   isNonceChallenge,
   type NonceStore,
 } from "./fetch.js";

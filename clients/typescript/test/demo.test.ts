@@ -14,6 +14,7 @@ import {
   Code,
   connect,
   createFetch,
+  INSUFFICIENT_AUTHORIZATION_DETAILS,
   type TokenBrokerServiceClient,
   TokenSource,
 } from "../src/index.js";
@@ -180,6 +181,49 @@ test("a URL outside the target's allowed URLs is URL_NOT_ALLOWED and nothing is 
     return true;
   });
   assert.equal(t.trips.length, 0);
+});
+
+test("the demo API's attest path refuses a tenant token (no attest): a BrokerError INSUFFICIENT_AUTHORIZATION_DETAILS", async () => {
+  const t = countingFetch();
+  const f = dpopFetch(t.fetch);
+  const before = await demoStats();
+  await assert.rejects(f(new URL("attest/records", env("DEMO_API_URL"))), (e: unknown) => {
+    assert.ok(e instanceof BrokerError, String(e));
+    assert.equal(e.reason, INSUFFICIENT_AUTHORIZATION_DETAILS);
+    assert.equal(e.reason, "INSUFFICIENT_AUTHORIZATION_DETAILS");
+    assert.equal(e.code, Code.PERMISSION_DENIED);
+    assert.match(e.message, /care context/);
+    assert.match(e.message, /attest/);
+    assert.match(e.message, /GetSessionToken or AuthorizeSessionRequest with care_context/);
+    assert.equal(e.metadata.status, "403");
+    return true;
+  });
+  assert.deepEqual(t.trips.map((x) => x.status), [401, 403], "the nonce retry, then the refusal");
+  const after = await demoStats();
+  assert.equal(after.rejected - before.rejected, 1);
+  // The same wrapper still reaches the paths that need no attest.
+  await ok(await f(new URL("records/3", env("DEMO_API_URL"))));
+});
+
+test("other 403s stay HTTP answers; a Bearer insufficient_authorization_details challenge is the typed error too", async () => {
+  const answers: ResponseInit[] = [
+    { status: 403, headers: { "www-authenticate": 'DPoP error="insufficient_scope"' } },
+    { status: 403 },
+    { status: 401, headers: { "www-authenticate": 'DPoP error="insufficient_authorization_details"' } },
+    { status: 403, headers: { "www-authenticate": 'Bearer realm="x", error="insufficient_authorization_details"' } },
+  ];
+  const transport = async () => {
+    const next = answers.shift();
+    assert.ok(next, "one request too many");
+    return new Response("refused", next);
+  };
+  const f = dpopFetch(transport);
+  const url = new URL("records", env("DEMO_API_URL"));
+  assert.equal((await f(url)).status, 403);
+  assert.equal((await f(url)).status, 403);
+  assert.equal((await f(url)).status, 401);
+  await assert.rejects(f(url), (e: unknown) => e instanceof BrokerError && e.reason === "INSUFFICIENT_AUTHORIZATION_DETAILS");
+  assert.equal(answers.length, 0);
 });
 
 test("a care context per request goes into AuthorizeRequest, else the wrapper's default", async () => {

@@ -8,10 +8,12 @@ import { Metadata, status } from "@grpc/grpc-js";
 
 import {
   type AccessToken,
+  authChallenge,
   BrokerError,
   connect,
   dpopChallenge,
   ErrorInfo,
+  insufficientAuthorizationDetails,
   isLoopback,
   isNonceChallenge,
   RetryInfo,
@@ -45,6 +47,22 @@ test("isNonceChallenge: 401 or 400, a DPoP use_dpop_nonce challenge and a DPoP-N
   assert.equal(challenge(403, { ...www, "dpop-nonce": "n1" }), false);
   assert.equal(challenge(401, www), false);
   assert.equal(challenge(401, { "www-authenticate": 'DPoP error="invalid_token"', "dpop-nonce": "n1" }), false);
+});
+
+test("authChallenge picks the named scheme's challenge; insufficientAuthorizationDetails needs a 403", () => {
+  const header = 'DPoP algs="ES256", Bearer realm="api", error="insufficient_authorization_details"';
+  assert.deepEqual(authChallenge(header, "Bearer"), { realm: "api", error: "insufficient_authorization_details" });
+  assert.deepEqual(authChallenge(header, "dpop"), { algs: "ES256" });
+  assert.equal(authChallenge(header, "Basic"), undefined);
+  const refusal = (statusCode: number, www?: string) =>
+    insufficientAuthorizationDetails(new Response(null, { status: statusCode, headers: www ? { "www-authenticate": www } : {} }));
+  const dpop = 'DPoP error="insufficient_authorization_details", error_description="needs an attest"';
+  assert.deepEqual(refusal(403, dpop), { error: "insufficient_authorization_details", error_description: "needs an attest" });
+  assert.equal(refusal(403, 'Bearer error="insufficient_authorization_details"')?.error, "insufficient_authorization_details");
+  assert.equal(refusal(401, dpop), undefined);
+  assert.equal(refusal(403, 'DPoP error="insufficient_scope"'), undefined);
+  assert.equal(refusal(403, 'Basic error="insufficient_authorization_details"'), undefined);
+  assert.equal(refusal(403), undefined);
 });
 
 test("isLoopback", () => {
