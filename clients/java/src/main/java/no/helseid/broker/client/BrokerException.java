@@ -99,6 +99,14 @@ public final class BrokerException extends RuntimeException {
     return new BrokerException(status, reason, domain, metadata, retryDelay, error);
   }
 
+  /**
+   * An error the client makes itself from what it saw (not from a gRPC call), such as a resource server's
+   * {@code insufficient_authorization_details}: empty domain, no retry delay, no cause.
+   */
+  static BrokerException local(Status status, String reason, Map<String, String> metadata) {
+    return new BrokerException(status, reason, "", metadata, null, null);
+  }
+
   /** The gRPC status (code and description). */
   public Status status() {
     return status;

@@ -43,6 +43,14 @@ import no.helseid.broker.v1.TokenBrokerServiceGrpc;
  * authorizes and sends the request again, exactly once, with that nonce. The last {@code DPoP-Nonce} of every
  * answer (successful ones too) is remembered per origin, so the next request takes one round trip.
  *
+ * <p>When the server answers {@code 403} with a {@code DPoP} or {@code Bearer} challenge
+ * {@code error="insufficient_authorization_details"} (an API that needs the trust framework's attest in the
+ * token, and the token has none), {@code send} throws a {@link BrokerException} with reason
+ * {@value #INSUFFICIENT_AUTHORIZATION_DETAILS} (code {@code PERMISSION_DENIED}, empty domain; the metadata
+ * has {@code http_status}, {@code scheme}, {@code url} without its query, and the server's
+ * {@code error_description} when it gave one); {@code sendAsync} completes exceptionally with it. Every other
+ * {@code 403} is handed back as the answer it is.
+ *
  * <p><b>Request bodies must be replayable</b>, since a nonce challenge sends the request twice:
  * {@code BodyPublishers.ofString}, {@code ofByteArray}, {@code ofByteArrays}, {@code ofFile} and
  * {@code noBody} are; {@code ofInputStream} is only when its supplier opens a new stream on each call.
@@ -56,8 +64,16 @@ import no.helseid.broker.v1.TokenBrokerServiceGrpc;
  * <p>Thread-safe; share one per (tenant, target). Broker failures are thrown as {@link BrokerException}.
  */
 public final class BrokerHttpClient {
+  /** The {@link BrokerException#reason() reason} of a resource server's {@code insufficient_authorization_details}. */
+  public static final String INSUFFICIENT_AUTHORIZATION_DETAILS = "INSUFFICIENT_AUTHORIZATION_DETAILS";
+
   private static final Pattern DPOP_SCHEME = Pattern.compile("(?i)(?:^|,)\\s*DPoP(?:\\s|,|$)");
+  private static final Pattern BEARER_SCHEME = Pattern.compile("(?i)(?:^|,)\\s*Bearer(?:\\s|,|$)");
   private static final Pattern NONCE_ERROR = Pattern.compile("(?i)\\berror\\s*=\\s*\"?use_dpop_nonce\"?");
+  private static final Pattern INSUFFICIENT_ERROR = Pattern.compile(
+      "(?i)\\berror\\s*=\\s*\"?insufficient_authorization_details(?:\"|\\s*,|\\s*$)");
+  private static final Pattern ERROR_DESCRIPTION = Pattern.compile(
+      "(?i)\\berror_description\\s*=\\s*(?:\"((?:[^\"\\\\]|\\\\.)*)\"|([^\\s,]*))");
   private static final Pattern NEXT_SCHEME = Pattern.compile(",\\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:\\s+[A-Za-z0-9!#$%&'*+.^_`|~-]+\\s*=|\\s*$|\\s*,)");
 
   private final HttpClient http;
@@ -110,12 +126,13 @@ public final class BrokerHttpClient {
     HttpResponse<T> response = http.send(authorized(request, authorize(request, nonces.get(origin), careContext)), first);
     requests.incrementAndGet();
     if (first.challengeNonce == null) {
-      return response;
+      return first.checked(response);
     }
     nonceRetries.incrementAndGet();
     requests.incrementAndGet();
     Attempt<T> second = new Attempt<>(origin, handler, false);
-    return http.send(authorized(request, authorize(request, first.challengeNonce, careContext)), second);
+    return second.checked(
+        http.send(authorized(request, authorize(request, first.challengeNonce, careContext)), second));
   }
 
   /** Sends an authorized request asynchronously (AuthorizeRequest through the async stub). */
@@ -133,13 +150,14 @@ public final class BrokerHttpClient {
         .thenCompose(response -> {
           requests.incrementAndGet();
           if (first.challengeNonce == null) {
-            return CompletableFuture.completedFuture(response);
+            return CompletableFuture.completedFuture(first.checked(response));
           }
           nonceRetries.incrementAndGet();
           requests.incrementAndGet();
           Attempt<T> second = new Attempt<>(origin, handler, false);
           return authorizeAsync(request, first.challengeNonce, careContext)
-              .thenCompose(auth -> http.sendAsync(authorized(request, auth), second));
+              .thenCompose(auth -> http.sendAsync(authorized(request, auth), second))
+              .thenApply(second::checked);
         });
   }
 
@@ -160,18 +178,72 @@ public final class BrokerHttpClient {
 
   /** Whether {@code WWW-Authenticate} headers carry a DPoP challenge with {@code error="use_dpop_nonce"}. */
   static boolean isNonceChallenge(List<String> wwwAuthenticate) {
+    return challengeParams(wwwAuthenticate, DPOP_SCHEME, NONCE_ERROR) != null;
+  }
+
+  /**
+   * The scheme ({@code DPoP} or {@code Bearer}) and parameters of the first challenge in {@code WWW-Authenticate}
+   * headers with {@code error="insufficient_authorization_details"}, or {@code null}.
+   */
+  static String[] insufficientAuthorizationDetails(List<String> wwwAuthenticate) {
+    String params = challengeParams(wwwAuthenticate, DPOP_SCHEME, INSUFFICIENT_ERROR);
+    if (params != null) {
+      return new String[] {"DPoP", params};
+    }
+    params = challengeParams(wwwAuthenticate, BEARER_SCHEME, INSUFFICIENT_ERROR);
+    return params == null ? null : new String[] {"Bearer", params};
+  }
+
+  /** The parameters of the first challenge of {@code scheme} whose parameters match {@code error}, or null. */
+  private static String challengeParams(List<String> wwwAuthenticate, Pattern schemePattern, Pattern error) {
     for (String value : wwwAuthenticate) {
-      Matcher scheme = DPOP_SCHEME.matcher(value);
+      Matcher scheme = schemePattern.matcher(value);
       while (scheme.find()) {
         String rest = value.substring(scheme.end());
         Matcher next = NEXT_SCHEME.matcher(rest);
         String params = next.find() ? rest.substring(0, next.start()) : rest;
-        if (NONCE_ERROR.matcher(params).find()) {
-          return true;
+        if (error.matcher(params).find()) {
+          return params;
         }
       }
     }
-    return false;
+    return null;
+  }
+
+  /** The typed error for a {@code 403 insufficient_authorization_details} answer to a request for {@code uri}. */
+  static BrokerException insufficientAuthorizationDetailsError(URI uri, String scheme, String params) {
+    Map<String, String> metadata = new java.util.LinkedHashMap<>();
+    metadata.put("http_status", "403");
+    metadata.put("scheme", scheme);
+    metadata.put("url", withoutQuery(uri));
+    Matcher description = ERROR_DESCRIPTION.matcher(params);
+    if (description.find()) {
+      String text = description.group(1) != null
+          ? description.group(1).replaceAll("\\\\(.)", "$1") : description.group(2);
+      if (!text.isEmpty()) {
+        metadata.put("error_description", text);
+      }
+    }
+    String message = "the resource server answered 403 insufficient_authorization_details for "
+        + withoutQuery(uri) + ": the request needs a care context with the trust framework's attest in the "
+        + "token; send it on a user session with a care context (BrokerHttpClient.forSession(...) and "
+        + "send(request, handler, careContext), that is AuthorizeSessionRequest or GetSessionToken with "
+        + "care_context)" + (metadata.containsKey("error_description")
+            ? " (the server said: " + metadata.get("error_description") + ")" : "");
+    return BrokerException.local(io.grpc.Status.PERMISSION_DENIED.withDescription(message),
+        INSUFFICIENT_AUTHORIZATION_DETAILS, metadata);
+  }
+
+  private static String withoutQuery(URI uri) {
+    String text = uri.toString();
+    int cut = text.length();
+    for (char c : new char[] {'?', '#'}) {
+      int at = text.indexOf(c);
+      if (at >= 0 && at < cut) {
+        cut = at;
+      }
+    }
+    return text.substring(0, cut);
   }
 
   /** {@code scheme://host:port}, lower case, with the default port spelled out. */
@@ -297,12 +369,16 @@ public final class BrokerHttpClient {
     return b.build();
   }
 
-  /** One send: remembers the answer's nonce, and discards the body of a nonce challenge it will retry. */
+  /**
+   * One send: remembers the answer's nonce, and discards the body of a nonce challenge it will retry and of an
+   * {@code insufficient_authorization_details} refusal it will throw.
+   */
   private final class Attempt<T> implements BodyHandler<T> {
     private final String origin;
     private final BodyHandler<T> handler;
     private final boolean mayRetry;
     volatile String challengeNonce;
+    volatile String[] insufficient;
 
     Attempt(String origin, BodyHandler<T> handler, boolean mayRetry) {
       this.origin = origin;
@@ -321,7 +397,22 @@ public final class BrokerHttpClient {
         challengeNonce = nonce.get();
         return BodySubscribers.replacing(null);
       }
+      if (status == 403) {
+        insufficient = insufficientAuthorizationDetails(headers.allValues("WWW-Authenticate"));
+        if (insufficient != null) {
+          return BodySubscribers.replacing(null);
+        }
+      }
       return handler.apply(info);
+    }
+
+    /** The answer, or the typed error when it was an {@code insufficient_authorization_details} refusal. */
+    HttpResponse<T> checked(HttpResponse<T> response) {
+      String[] refusal = insufficient;
+      if (refusal != null) {
+        throw insufficientAuthorizationDetailsError(response.request().uri(), refusal[0], refusal[1]);
+      }
+      return response;
     }
   }
 

@@ -150,6 +150,32 @@ class DemoApiTest {
   }
 
   @Test
+  void anAttestPathWithoutAnAttestIsATypedError() throws Exception {
+    BrokerHttpClient http = dpopClient();
+    long rejected = env.stat("rejected");
+    HttpRequest request = HttpRequest.newBuilder(URI.create(env.apiUrl + "attest/records")).GET().build();
+    BrokerException error = assertThrows(BrokerException.class, () -> http.send(request, BodyHandlers.ofString()));
+    assertEquals(BrokerHttpClient.INSUFFICIENT_AUTHORIZATION_DETAILS, error.reason());
+    assertEquals(Status.Code.PERMISSION_DENIED, error.code());
+    assertEquals("DPoP", error.metadata().get("scheme"));
+    assertEquals("403", error.metadata().get("http_status"));
+    assertTrue(error.getMessage().contains("care context") && error.getMessage().contains("attest"),
+        error.getMessage());
+    assertEquals(1, http.nonceRetries(), "the nonce challenge first, then the 403");
+
+    var failed = assertThrows(java.util.concurrent.ExecutionException.class,
+        () -> http.sendAsync(request, BodyHandlers.ofString()).get(30, TimeUnit.SECONDS));
+    assertTrue(failed.getCause() instanceof BrokerException, failed.toString());
+    assertEquals(BrokerHttpClient.INSUFFICIENT_AUTHORIZATION_DETAILS, ((BrokerException) failed.getCause()).reason());
+    assertEquals(1, http.nonceRetries());
+    assertTrue(env.stat("rejected") >= rejected + 2, "the demo API refused both");
+
+    HttpResponse<String> plain = http.send(
+        HttpRequest.newBuilder(URI.create(env.apiUrl + "records")).GET().build(), BodyHandlers.ofString());
+    assertEquals(200, plain.statusCode(), "a path without the attest requirement still answers");
+  }
+
+  @Test
   void renewalIsSeenThroughTheLocalCacheWithoutAnRpcPerRead() throws Exception {
     Map<String, AtomicLong> calls = new ConcurrentHashMap<>();
     Channel counted = ClientInterceptors.intercept(channel, new ClientInterceptor() {

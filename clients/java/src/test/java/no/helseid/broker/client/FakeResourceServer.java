@@ -40,6 +40,8 @@ final class FakeResourceServer implements AutoCloseable {
   volatile boolean alwaysChallenge;
   /** The status of a challenge (401, or 400 as some servers answer). */
   volatile int challengeStatus = 401;
+  /** When set, a request with the current nonce is answered 403 with this WWW-Authenticate value (if not empty). */
+  volatile String forbidden;
   private final HttpServer server;
 
   FakeResourceServer() throws IOException {
@@ -65,6 +67,12 @@ final class FakeResourceServer implements AutoCloseable {
           "DPoP algs=\"ES256\", error=\"use_dpop_nonce\", error_description=\"Resource server requires nonce in DPoP proof\"");
       status = challengeStatus;
       answer = "{\"error\":\"use_dpop_nonce\"}".getBytes(StandardCharsets.UTF_8);
+    } else if (forbidden != null) {
+      if (!forbidden.isEmpty()) {
+        exchange.getResponseHeaders().add("WWW-Authenticate", forbidden);
+      }
+      status = 403;
+      answer = "{\"error\":\"forbidden\"}".getBytes(StandardCharsets.UTF_8);
     } else {
       status = 200;
       answer = ("{\"method\":\"" + exchange.getRequestMethod() + "\",\"body_bytes\":" + body.length() + "}")

@@ -77,6 +77,60 @@ class OfflineTest {
   }
 
   @Test
+  void insufficientAuthorizationDetailsChallengesAreRecognised() {
+    assertEquals("DPoP", BrokerHttpClient.insufficientAuthorizationDetails(
+        List.of("DPoP error=\"insufficient_authorization_details\", error_description=\"x\""))[0]);
+    assertEquals("Bearer", BrokerHttpClient.insufficientAuthorizationDetails(
+        List.of("Bearer realm=\"api\", error=insufficient_authorization_details"))[0]);
+    assertEquals("DPoP", BrokerHttpClient.insufficientAuthorizationDetails(
+        List.of("Bearer realm=\"api\", DPoP algs=\"ES256\", error=\"insufficient_authorization_details\""))[0]);
+    assertNull(BrokerHttpClient.insufficientAuthorizationDetails(List.of("DPoP error=\"insufficient_scope\"")));
+    assertNull(BrokerHttpClient.insufficientAuthorizationDetails(
+        List.of("DPoP error=\"insufficient_authorization_details_x\"")));
+    assertNull(BrokerHttpClient.insufficientAuthorizationDetails(
+        List.of("Basic error=\"insufficient_authorization_details\"")));
+    assertNull(BrokerHttpClient.insufficientAuthorizationDetails(List.of()));
+  }
+
+  @Test
+  void insufficientAuthorizationDetailsIsATypedErrorSyncAndAsync() throws Exception {
+    api.forbidden = "Bearer error=\"insufficient_authorization_details\", error_description=\"needs \\\"attest\\\"\"";
+    BrokerHttpClient http = BrokerHttpClient.builder(channel, "demo", "demo-api").build();
+    HttpRequest request = HttpRequest.newBuilder(URI.create(api.url("/attest/r?patient=1"))).GET().build();
+    BrokerException error = assertThrows(BrokerException.class, () -> http.send(request, BodyHandlers.ofString()));
+    assertEquals(BrokerHttpClient.INSUFFICIENT_AUTHORIZATION_DETAILS, error.reason());
+    assertEquals(Status.Code.PERMISSION_DENIED, error.code());
+    assertEquals("", error.domain());
+    assertEquals("Bearer", error.metadata().get("scheme"));
+    assertEquals(api.url("/attest/r"), error.metadata().get("url"), "no query in the error");
+    assertEquals("needs \"attest\"", error.metadata().get("error_description"));
+    assertTrue(error.getMessage().contains("care context"), error.getMessage());
+    assertEquals(2, api.seen.size(), "after the nonce retry, the 403 is not retried");
+
+    var failed = assertThrows(java.util.concurrent.ExecutionException.class,
+        () -> http.sendAsync(request, BodyHandlers.ofString()).get(10, TimeUnit.SECONDS));
+    assertTrue(failed.getCause() instanceof BrokerException, failed.toString());
+    assertEquals(BrokerHttpClient.INSUFFICIENT_AUTHORIZATION_DETAILS, ((BrokerException) failed.getCause()).reason());
+    assertEquals(3, api.seen.size(), "the remembered nonce: one request");
+  }
+
+  @Test
+  void otherForbiddenAnswersAreHandedBack() throws Exception {
+    BrokerHttpClient http = BrokerHttpClient.builder(channel, "demo", "demo-api").build();
+    for (String challenge : List.of("", "DPoP error=\"insufficient_scope\"", "Basic realm=\"x\"")) {
+      api.forbidden = challenge;
+      HttpResponse<String> answer = http.send(
+          HttpRequest.newBuilder(URI.create(api.url("/x"))).GET().build(), BodyHandlers.ofString());
+      assertEquals(403, answer.statusCode(), challenge);
+      assertEquals("{\"error\":\"forbidden\"}", answer.body(), challenge);
+      HttpResponse<String> async = http.sendAsync(
+          HttpRequest.newBuilder(URI.create(api.url("/y"))).GET().build(), BodyHandlers.ofString())
+          .get(10, TimeUnit.SECONDS);
+      assertEquals(403, async.statusCode(), challenge);
+    }
+  }
+
+  @Test
   void originsSpellOutTheDefaultPort() {
     assertEquals("https://api.example:443", BrokerHttpClient.origin(URI.create("https://API.example/a?b")));
     assertEquals("http://api.example:80", BrokerHttpClient.origin(URI.create("http://api.example/")));
