@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from helseid_broker_client import (
+    INSUFFICIENT_AUTHORIZATION_DETAILS,
     Broker,
     BrokerAuth,
     BrokerError,
@@ -108,6 +109,32 @@ async def test_errors_carry_the_broker_reason(demo: Demo) -> None:
         await source.token()
     assert failure.value.reason == "TENANT_NOT_FOUND"
     await source.aclose()
+
+
+async def test_attest_path_without_attest_raises_insufficient_authorization_details(demo: Demo) -> None:
+    # The demo API's attest/ path answers 403 DPoP error="insufficient_authorization_details" to a token
+    # without the trust framework's attest; the tenant's client-credentials tokens never have one.
+    url = demo.api_url + "attest/records"
+    auth = BrokerAuth(demo.tenant, demo.target)
+    failures = []
+    async with httpx.AsyncClient(auth=auth) as client:
+        with pytest.raises(BrokerError) as failure:
+            await client.get(url)
+        failures.append(failure.value)
+        assert (await client.get(demo.api_url + "records")).status_code == 200  # the same auth, another path
+    with httpx.Client(auth=auth) as sync_client, pytest.raises(BrokerError) as failure:
+        sync_client.post(url, json={"note": "x"})
+    failures.append(failure.value)
+    with requests.Session() as session:
+        session.auth = BrokerRequestsAuth(demo.tenant, demo.target)
+        with pytest.raises(BrokerError) as failure:
+            session.get(url)
+        failures.append(failure.value)
+        assert session.get(demo.api_url + "records").status_code == 200
+    for error in failures:
+        assert (error.reason, error.code) == (INSUFFICIENT_AUTHORIZATION_DETAILS, grpc.StatusCode.PERMISSION_DENIED)
+        assert "care context" in error.message and "attest" in error.message
+        assert (error.metadata["status"], error.metadata["scheme"], error.metadata["url"]) == ("403", "DPoP", url)
 
 
 async def test_token_source_sees_the_renewal_without_rpcs_per_read(demo: Demo) -> None:

@@ -10,7 +10,17 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 import helseid_broker_client
-from helseid_broker_client import Broker, BrokerError, NonceMemory, Token, TokenSource, is_nonce_challenge, origin_of
+from helseid_broker_client import (
+    INSUFFICIENT_AUTHORIZATION_DETAILS,
+    Broker,
+    BrokerError,
+    NonceMemory,
+    Token,
+    TokenSource,
+    is_nonce_challenge,
+    origin_of,
+)
+from helseid_broker_client._authorize import Authorization, insufficient_authorization_details
 
 
 @pytest.mark.parametrize(
@@ -29,6 +39,116 @@ from helseid_broker_client import Broker, BrokerError, NonceMemory, Token, Token
 )
 def test_nonce_challenge(status: int, header: str, expected: bool) -> None:
     assert is_nonce_challenge(status, [header]) is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "expected"),
+    [
+        (403, 'DPoP error="insufficient_authorization_details", error_description="attest needed", algs="ES256"',
+         ("DPoP", "attest needed")),
+        (403, 'Bearer error="insufficient_authorization_details"', ("Bearer", "")),
+        (403, 'dpop algs="ES256", error=insufficient_authorization_details', ("DPoP", "")),
+        (403, 'Basic realm="x", Bearer error="insufficient_authorization_details", error_description="d"',
+         ("Bearer", "d")),
+        (403, 'Basic error="insufficient_authorization_details"', None),
+        (403, 'DPoP error="insufficient_scope", error_description="insufficient_authorization_details"', None),
+        (401, 'DPoP error="insufficient_authorization_details"', None),
+        (403, "", None),
+    ],
+)  # fmt: skip
+def test_insufficient_authorization_details_challenge(
+    status: int, header: str, expected: tuple[str, str] | None
+) -> None:
+    assert insufficient_authorization_details(status, [header]) == expected
+
+
+_ATTEST_CHALLENGE = 'DPoP error="insufficient_authorization_details", error_description="attest required"'
+
+
+def _fixed_auth(auth: object) -> object:
+    """An auth class with a fixed answer in place of AuthorizeRequest (no broker needed)."""
+    fixed = Authorization("DPoP token", "proof", ())
+
+    async def aauthorize(*_: object) -> Authorization:
+        return fixed
+
+    authorizer = auth.authorizer  # type: ignore[attr-defined]
+    authorizer.authorize = lambda *_: fixed
+    authorizer.aauthorize = aauthorize
+    return auth
+
+
+def _answer_for(path: str) -> tuple[int, dict[str, str]]:
+    if path.startswith("/attest/"):
+        return 403, {"WWW-Authenticate": _ATTEST_CHALLENGE}
+    if path.startswith("/bearer-attest/"):
+        return 403, {"WWW-Authenticate": 'Bearer error="insufficient_authorization_details"'}
+    if path.startswith("/forbidden/"):
+        return 403, {"WWW-Authenticate": 'DPoP error="insufficient_scope"'}
+    return 200, {}
+
+
+def _assert_attest_error(error: BrokerError, url: str) -> None:
+    assert (error.reason, error.code) == (INSUFFICIENT_AUTHORIZATION_DETAILS, grpc.StatusCode.PERMISSION_DENIED)
+    assert "care context" in error.message and "attest" in error.message and "care_context" in error.message
+    assert error.metadata["status"] == "403" and error.metadata["url"] == url
+    assert "patient" not in str(error)  # the query is left out
+
+
+async def test_httpx_auth_raises_the_attest_reason_and_passes_other_403s() -> None:
+    import httpx  # noqa: PLC0415
+
+    from helseid_broker_client import BrokerAuth  # noqa: PLC0415
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        status, headers = _answer_for(request.url.path)
+        return httpx.Response(status, headers=headers)
+
+    auth = _fixed_auth(BrokerAuth("t", "api", broker=Broker("127.0.0.1:1")))
+    transport = httpx.MockTransport(handle)
+    with httpx.Client(auth=auth, transport=transport) as client:  # type: ignore[arg-type]
+        for path in ("attest/x", "bearer-attest/x"):
+            with pytest.raises(BrokerError) as failure:
+                client.get(f"http://api.test/{path}?patient=1")
+            _assert_attest_error(failure.value, f"http://api.test/{path}")
+        assert client.get("http://api.test/forbidden/x").status_code == 403
+        assert client.get("http://api.test/ok").status_code == 200
+    async with httpx.AsyncClient(auth=auth, transport=transport) as aclient:  # type: ignore[arg-type]
+        with pytest.raises(BrokerError) as failure:
+            await aclient.post("http://api.test/attest/x?patient=1", content=b"body")
+        _assert_attest_error(failure.value, "http://api.test/attest/x")
+        assert (await aclient.get("http://api.test/forbidden/x")).status_code == 403
+
+
+def test_requests_auth_raises_the_attest_reason_and_passes_other_403s() -> None:
+    import requests  # noqa: PLC0415
+    from requests.adapters import BaseAdapter  # noqa: PLC0415
+
+    from helseid_broker_client import BrokerRequestsAuth  # noqa: PLC0415
+
+    class Answers(BaseAdapter):
+        def send(self, request: requests.PreparedRequest, **_: object) -> requests.Response:
+            status, headers = _answer_for(request.path_url)
+            response = requests.Response()
+            response.status_code, response.request, response.url = status, request, request.url or ""
+            response.headers.update(headers)
+            response._content = b""
+            response.connection = self
+            return response
+
+        def close(self) -> None:
+            pass
+
+    auth = _fixed_auth(BrokerRequestsAuth("t", "api", broker=Broker("127.0.0.1:1")))
+    with requests.Session() as session:
+        session.mount("http://api.test/", Answers())
+        session.auth = auth  # type: ignore[assignment]
+        for path in ("attest/x", "bearer-attest/x"):
+            with pytest.raises(BrokerError) as failure:
+                session.get(f"http://api.test/{path}?patient=1")
+            _assert_attest_error(failure.value, f"http://api.test/{path}")
+        assert session.get("http://api.test/forbidden/x").status_code == 403
+        assert session.get("http://api.test/ok").status_code == 200
 
 
 def test_origin_makes_default_ports_explicit() -> None:

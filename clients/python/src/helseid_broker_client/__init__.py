@@ -3,7 +3,8 @@
 ``TokenSource`` / ``SyncTokenSource`` keep a target's token locally, fed by WatchToken. ``BrokerAuth``
 (httpx, extra ``[httpx]``) and ``BrokerRequestsAuth`` (requests, extra ``[requests]``) authorize each HTTP
 request with AuthorizeRequest, DPoP nonce retry included. ``Broker`` says where the broker is and how to
-reach it; ``BrokerError`` carries the broker's reason. The generated messages and stubs are in
+reach it; ``BrokerError`` carries the broker's reason (or ``INSUFFICIENT_AUTHORIZATION_DETAILS`` for an
+API's 403 that asks for the trust framework's attest). The generated messages and stubs are in
 ``helseid_broker_client.v1``.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._authorize import NonceMemory, is_nonce_challenge, origin_of
+from ._authorize import INSUFFICIENT_AUTHORIZATION_DETAILS, NonceMemory, is_nonce_challenge, origin_of
 from ._gen.broker.v1.token_broker_service_pb2 import CareContext, CareRelationship, Practitioner
 from ._version import __version__
 from .connection import ADDRESS_ENV, CREDENTIAL_ENV, Broker
@@ -26,6 +27,7 @@ __all__ = [
     "ADDRESS_ENV",
     "CREDENTIAL_ENV",
     "ERROR_DOMAIN",
+    "INSUFFICIENT_AUTHORIZATION_DETAILS",
     "Broker",
     "BrokerAuth",
     "BrokerError",

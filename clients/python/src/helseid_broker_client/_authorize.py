@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +21,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # A challenge's scheme: a token at the start or after a comma, followed by a space and its parameters.
 _CHALLENGE = re.compile(r'(?:^|,)\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)(?=\s+[^\s,=]+\s*=|\s*(?:,|$))')
 _ERROR_PARAM = re.compile(r'(?:^|[\s,])error\s*=\s*(?:"([^"]*)"|([^\s,]+))', re.IGNORECASE)
+_DESCRIPTION_PARAM = re.compile(r'(?:^|[\s,])error_description\s*=\s*(?:"([^"]*)"|([^\s,]+))', re.IGNORECASE)
+#: The BrokerError reason the HTTP wrappers raise for a resource server's 403
+#: ``insufficient_authorization_details`` challenge (the token lacks the trust framework's attest).
+INSUFFICIENT_AUTHORIZATION_DETAILS = "INSUFFICIENT_AUTHORIZATION_DETAILS"
 
 
 def origin_of(url: str) -> str:
@@ -34,21 +38,65 @@ def origin_of(url: str) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def _challenges(header: str) -> Iterator[tuple[str, str]]:
+    """Each challenge of one ``WWW-Authenticate`` value: its scheme (lower case) and its parameters' text."""
+    schemes = list(_CHALLENGE.finditer(header))
+    for index, match in enumerate(schemes):
+        end = schemes[index + 1].start() if index + 1 < len(schemes) else len(header)
+        yield match.group(1).lower(), header[match.end() : end]
+
+
+def _param(pattern: re.Pattern[str], params: str) -> str | None:
+    found = pattern.search(params)
+    return None if found is None else (found.group(1) if found.group(1) is not None else found.group(2))
+
+
 def is_nonce_challenge(status: int, www_authenticate: Iterable[str]) -> bool:
     """Whether an answer is a DPoP challenge with ``error="use_dpop_nonce"`` (RFC 9449, sections 8 and 9)."""
     if status not in (400, 401):
         return False
     for header in www_authenticate:
-        schemes = list(_CHALLENGE.finditer(header))
-        for index, match in enumerate(schemes):
-            if match.group(1).lower() != "dpop":
-                continue
-            end = schemes[index + 1].start() if index + 1 < len(schemes) else len(header)
-            params = header[match.end() : end]
-            error = _ERROR_PARAM.search(params)
-            if error is not None and (error.group(1) or error.group(2)) == "use_dpop_nonce":
+        for scheme, params in _challenges(header):
+            if scheme == "dpop" and _param(_ERROR_PARAM, params) == "use_dpop_nonce":
                 return True
     return False
+
+
+def insufficient_authorization_details(status: int, www_authenticate: Iterable[str]) -> tuple[str, str] | None:
+    """For a ``403`` whose DPoP or Bearer challenge has ``error="insufficient_authorization_details"``: the
+    challenge's scheme and its ``error_description`` (empty when none); None for any other answer."""
+    if status != 403:
+        return None
+    for header in www_authenticate:
+        for scheme, params in _challenges(header):
+            if scheme in ("dpop", "bearer") and _param(_ERROR_PARAM, params) == "insufficient_authorization_details":
+                return ("DPoP" if scheme == "dpop" else "Bearer"), _param(_DESCRIPTION_PARAM, params) or ""
+    return None
+
+
+def insufficient_authorization_error(
+    status: int, www_authenticate: Iterable[str], method: str, url: str
+) -> BrokerError | None:
+    """The BrokerError (reason ``INSUFFICIENT_AUTHORIZATION_DETAILS``) for a resource server's 403
+    ``insufficient_authorization_details`` challenge, or None for any other answer."""
+    challenge = insufficient_authorization_details(status, www_authenticate)
+    if challenge is None:
+        return None
+    scheme, description = challenge
+    url = url.partition("?")[0].partition("#")[0]  # the query may name a patient: leave it out
+    message = (
+        f"{method} {url} answered 403 insufficient_authorization_details"
+        f"{' (' + description + ')' if description else ''}: the request needs a care context with the trust "
+        "framework's attest in the token: a session token made with a care context (GetSessionToken or "
+        "AuthorizeSessionRequest with care_context; here session_id=... with care_context=... or "
+        "with_care_context(...))"
+    )
+    metadata = {"status": "403", "method": method, "url": url, "scheme": scheme}
+    if description:
+        metadata["error_description"] = description
+    return BrokerError(
+        grpc.StatusCode.PERMISSION_DENIED, message, reason=INSUFFICIENT_AUTHORIZATION_DETAILS, metadata=metadata
+    )
 
 
 class NonceMemory:

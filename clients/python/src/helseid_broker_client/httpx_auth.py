@@ -6,7 +6,14 @@ from collections.abc import AsyncGenerator, Generator
 
 import httpx
 
-from ._authorize import Authorization, Authorizer, NonceMemory, is_nonce_challenge, origin_of
+from ._authorize import (
+    Authorization,
+    Authorizer,
+    NonceMemory,
+    insufficient_authorization_error,
+    is_nonce_challenge,
+    origin_of,
+)
 from ._gen.broker.v1 import token_broker_service_pb2 as pb
 from .connection import Broker
 
@@ -21,7 +28,9 @@ class BrokerAuth(httpx.Auth):
     seen for the URL's origin, the care context) and sets ``Authorization``, ``DPoP`` and the API's headers.
     A ``400``/``401`` DPoP challenge with ``error="use_dpop_nonce"`` and a ``DPoP-Nonce`` header is retried
     exactly once with that nonce (the body is buffered, so it can be sent again). With ``session_id`` instead
-    of ``tenant`` it uses AuthorizeSessionRequest (a user's session). Broker failures raise BrokerError.
+    of ``tenant`` it uses AuthorizeSessionRequest (a user's session). Broker failures raise BrokerError, and
+    so does a ``403`` whose DPoP or Bearer challenge has ``error="insufficient_authorization_details"`` (reason
+    ``INSUFFICIENT_AUTHORIZATION_DETAILS``: the API needs the trust framework's attest, from a care context).
     """
 
     requires_request_body = True
@@ -72,6 +81,15 @@ class BrokerAuth(httpx.Auth):
             return nonce
         return None
 
+    @staticmethod
+    def _refuse_without_attest(request: httpx.Request, response: httpx.Response) -> None:
+        """Raises BrokerError(INSUFFICIENT_AUTHORIZATION_DETAILS) for a 403 asking for the attest."""
+        error = insufficient_authorization_error(
+            response.status_code, response.headers.get_list("WWW-Authenticate"), request.method, str(request.url)
+        )
+        if error is not None:
+            raise error
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         url, origin, context = str(request.url), origin_of(str(request.url)), self._context(request)
         nonce = self.nonces.get(origin)
@@ -82,6 +100,7 @@ class BrokerAuth(httpx.Auth):
             self._apply(request, self.authorizer.authorize(request.method, url, retry, context))
             response = yield request
             self.nonces.remember(origin, response.headers.get("DPoP-Nonce"))
+        self._refuse_without_attest(request, response)
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         url, origin, context = str(request.url), origin_of(str(request.url)), self._context(request)
@@ -93,3 +112,4 @@ class BrokerAuth(httpx.Auth):
             self._apply(request, await self.authorizer.aauthorize(request.method, url, retry, context))
             response = yield request
             self.nonces.remember(origin, response.headers.get("DPoP-Nonce"))
+        self._refuse_without_attest(request, response)

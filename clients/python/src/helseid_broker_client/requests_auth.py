@@ -9,7 +9,14 @@ import requests
 from requests.auth import AuthBase
 from requests.cookies import extract_cookies_to_jar
 
-from ._authorize import Authorization, Authorizer, NonceMemory, is_nonce_challenge, origin_of
+from ._authorize import (
+    Authorization,
+    Authorizer,
+    NonceMemory,
+    insufficient_authorization_error,
+    is_nonce_challenge,
+    origin_of,
+)
 from ._gen.broker.v1 import token_broker_service_pb2 as pb
 from .connection import Broker
 
@@ -22,7 +29,9 @@ class BrokerRequestsAuth(AuthBase):
 
     As BrokerAuth for httpx: AuthorizeRequest per request with the origin's last nonce, the headers set, and
     exactly one retry (from a response hook) on a ``use_dpop_nonce`` challenge; a streamed or file body is
-    read into memory first, so it can be sent again. Broker failures raise BrokerError.
+    read into memory first, so it can be sent again. Broker failures raise BrokerError, and so does a ``403``
+    whose DPoP or Bearer challenge has ``error="insufficient_authorization_details"`` (reason
+    ``INSUFFICIENT_AUTHORIZATION_DETAILS``: the API needs the trust framework's attest, from a care context).
     """
 
     def __init__(
@@ -88,10 +97,10 @@ class BrokerRequestsAuth(AuthBase):
         nonce = response.headers.get("DPoP-Nonce")
         self.nonces.remember(origin, nonce)
         if getattr(request, _RETRIED, False) or not nonce:
-            return response
+            return self._refuse_without_attest(response)
         challenges = [response.headers.get("WWW-Authenticate", "")]
         if not is_nonce_challenge(response.status_code, challenges):
-            return response
+            return self._refuse_without_attest(response)
         response.content  # noqa: B018 - read the answer, so its connection can be reused
         response.close()
         retry = request.copy()
@@ -107,4 +116,18 @@ class BrokerRequestsAuth(AuthBase):
         again.history.append(response)
         again.request = retry
         self.nonces.remember(origin, again.headers.get("DPoP-Nonce"))
-        return again
+        return self._refuse_without_attest(again)
+
+    @staticmethod
+    def _refuse_without_attest(response: requests.Response) -> requests.Response:
+        """The response, or BrokerError(INSUFFICIENT_AUTHORIZATION_DETAILS) for a 403 asking for the attest."""
+        request = response.request
+        challenges = [response.headers.get("WWW-Authenticate", "")]
+        error = insufficient_authorization_error(
+            response.status_code, challenges, request.method or "GET", request.url or ""
+        )
+        if error is None:
+            return response
+        response.content  # noqa: B018 - read the answer, so its connection goes back to the pool
+        response.close()
+        raise error
