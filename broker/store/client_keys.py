@@ -17,7 +17,6 @@ useful for a test or a single broker whose file key the operator then replaces).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import secrets
@@ -27,11 +26,10 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from broker.store.codec import SealedCodec
 from broker.store.leases import milliseconds
-from broker.store.redis_client import connect, guarded
+from broker.store.redis_client import ChannelListener, connect, guarded, listener
 
 _log = logging.getLogger(__name__)
 CHANNEL = "broker:v1:keys:changed"
@@ -165,14 +163,12 @@ class RedisKeyRecords:
         self._commit = client.register_script(_COMMIT)
         self._release = client.register_script(_RELEASE)
         self._callbacks: list[Callable[[str], None]] = []
-        self._listener: asyncio.Task[None] | None = None
-        self._closing = False
+        self._listener: ChannelListener | None = None
 
     @classmethod
     def from_url(cls, url: str, key: bytes, *, timeout_s: float = 1.0) -> RedisKeyRecords:
         client = connect(url, timedelta(seconds=timeout_s))
-        listener = aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, health_check_interval=10)
-        return cls(client, SealedCodec(key), listener)
+        return cls(client, SealedCodec(key), listener(url, timeout_s))
 
     async def read(self, client: str) -> ClientKeys:
         fields = await guarded("keys", self._redis.hgetall(_hash(client)))
@@ -230,34 +226,18 @@ class RedisKeyRecords:
     def on_change(self, callback: Callable[[str], None]) -> None:
         self._callbacks.append(callback)
         if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen())
+            self._listener = ChannelListener(self._listener_client, CHANNEL, self._deliver)
 
-    async def _listen(self) -> None:
-        pause = 0.1
-        while not self._closing:
-            try:
-                async with self._listener_client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    pause = 0.1
-                    while not self._closing:
-                        message = await pubsub.get_message(timeout=1.0)
-                        if message is not None:
-                            data = message.get("data")
-                            client = data.decode() if isinstance(data, bytes) else str(data)
-                            for callback in self._callbacks:
-                                callback(client)
-            except (RedisError, OSError):
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+    def _deliver(self, client: str) -> None:
+        for callback in self._callbacks:
+            callback(client)
 
     def _seal(self, name: str, field_name: str, record: KeyRecord) -> bytes:
         return self._codec.seal_table(f"{name}:{field_name}", record.to_table())
 
     async def close(self) -> None:
-        self._closing = True
         if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.wait({self._listener}, timeout=2)
+            await self._listener.close()
         await self._redis.aclose()
         await self._listener_client.aclose()
 

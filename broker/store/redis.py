@@ -14,21 +14,19 @@ goes on without the store.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from broker.model import AccessToken
 from broker.store.codec import SealedCodec
 from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
 from broker.store.leases import milliseconds as _ms
-from broker.store.redis_client import connect, guarded
+from broker.store.redis_client import ChannelListener, connect, guarded, listener
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,16 +64,13 @@ class RedisTokenStore:
         self._put_if_holder = client.register_script(_PUT_IF_HOLDER)
         self._callbacks: list[Callable[[str], None]] = []
         self._own_writes: deque[str] = deque(maxlen=256)
-        self._listener: asyncio.Task[None] | None = None
-        self._closing = False
+        self._listener: ChannelListener | None = None
 
     @classmethod
     def from_url(cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)) -> RedisTokenStore:
         seconds = timeout.total_seconds()
         client = connect(url, timeout)
-        # Pub/sub blocks on reads by design, so it gets a connection without a read timeout.
-        listener = aioredis.Redis.from_url(url, socket_connect_timeout=seconds, health_check_interval=10)
-        return cls(client, SealedCodec(key), listener)
+        return cls(client, SealedCodec(key), listener(url, seconds))
 
     # --- tokens -----------------------------------------------------------------------------------------
 
@@ -123,7 +118,7 @@ class RedisTokenStore:
     def on_renewal(self, callback: Callable[[str], None]) -> None:
         self._callbacks.append(callback)
         if self._listener is None and self._listener_client is not None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen(self._listener_client))
+            self._listener = ChannelListener(self._listener_client, CHANNEL, self._deliver)
 
     # --- nonces -----------------------------------------------------------------------------------------
 
@@ -136,27 +131,8 @@ class RedisTokenStore:
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
-    async def _listen(self, client: aioredis.Redis) -> None:
-        """Delivers renewal notices of other replicas; reconnects with back-off after a Redis fault."""
-        pause = 0.1
-        while not self._closing:
-            try:
-                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    pause = 0.1
-                    while not self._closing:
-                        message = await pubsub.get_message(timeout=1.0)
-                        # redis-py can swallow a cancellation that lands as get_message times out
-                        # (redis-py #2551); the flag ends the loop all the same.
-                        if message is not None:
-                            self._deliver(message)
-            except (RedisError, OSError):
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
-
-    def _deliver(self, message: dict[str, Any]) -> None:
-        data = message.get("data")
-        text = data.decode() if isinstance(data, bytes) else str(data)
+    def _deliver(self, text: str) -> None:
+        """A renewal notice of another replica (this one's own are known and skipped)."""
         if text in self._own_writes:
             return
         _, _, cache_key = text.partition(" ")
@@ -167,10 +143,8 @@ class RedisTokenStore:
         return await guarded(operation, call)
 
     async def close(self) -> None:
-        self._closing = True
         if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.wait({self._listener}, timeout=2)
+            await self._listener.close()
         await self._redis.aclose()
         if self._listener_client is not None:
             await self._listener_client.aclose()

@@ -1,4 +1,5 @@
-"""The Redis connection both stores use, and the one place a Redis fault becomes a StoreUnavailableError.
+"""The Redis connection the stores use, the one place a Redis fault becomes a StoreUnavailableError, and the
+one pub/sub listener.
 
 When Redis restarts, every pooled connection still points at the dead server and fails its first command.
 Without a retry each of them would fail one store operation after Redis is back, and the engine would take
@@ -9,7 +10,8 @@ using it. Retries stay few: they must not turn a real outage into a long wait fo
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
@@ -58,3 +60,53 @@ async def guarded(operation: str, call: Awaitable[T]) -> T:
         return await call
     except (RedisError, OSError) as exc:
         raise StoreUnavailableError(f"redis {operation} failed: {type(exc).__name__}") from exc
+
+
+def listener(url: str, timeout_s: float) -> aioredis.Redis:
+    """A client for pub/sub: it blocks on reads by design, so it has no read timeout, only a connect one."""
+    return aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, health_check_interval=10)
+
+
+class ChannelListener:
+    """Delivers the messages of one pub/sub channel, as text, until closed; after a Redis fault it
+    reconnects with back-off (0.1 s doubling to 5 s) and calls `on_subscribed` again, so the caller can
+    read back what it may have missed while nobody listened (pub/sub delivers at most once)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        channel: str,
+        deliver: Callable[[str], None],
+        on_subscribed: Callable[[], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._channel = channel
+        self._deliver = deliver
+        self._on_subscribed = on_subscribed
+        self._closing = False
+        self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        pause = 0.1
+        while not self._closing:
+            try:
+                async with self._client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    pause = 0.1
+                    if self._on_subscribed is not None:
+                        self._on_subscribed()
+                    while not self._closing:
+                        message = await pubsub.get_message(timeout=1.0)
+                        # redis-py can swallow a cancellation that lands as get_message times out
+                        # (redis-py #2551); the flag ends the loop all the same.
+                        if message is not None:
+                            data = message.get("data")
+                            self._deliver(data.decode() if isinstance(data, bytes) else str(data))
+            except (RedisError, OSError):
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    async def close(self) -> None:
+        self._closing = True
+        self._task.cancel()
+        await asyncio.wait({self._task}, timeout=2)

@@ -17,18 +17,16 @@ The memory store keeps them in the process: they are lost at a restart, and seen
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from broker.errors import BrokerError, Reason
 from broker.store.codec import SealedCodec
-from broker.store.redis_client import connect, guarded
+from broker.store.redis_client import ChannelListener, connect, guarded, listener
 
 _log = logging.getLogger(__name__)
 
@@ -169,15 +167,13 @@ class RedisTenantRecords:
         self._limit = limit
         self._put = client.register_script(_PUT)
         self._delete = client.register_script(_DELETE)
-        self._listener: asyncio.Task[None] | None = None
-        self._closing = False
+        self._listener: ChannelListener | None = None
 
     @classmethod
     def from_url(cls, url: str, key: bytes, *, timeout_s: float = 1.0) -> RedisTenantRecords:
         client = connect(url, timedelta(seconds=timeout_s))
         # Pub/sub blocks on reads by design, so it gets a connection without a read timeout.
-        listener = aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, health_check_interval=10)
-        return cls(client, SealedCodec(key), listener)
+        return cls(client, SealedCodec(key), listener(url, timeout_s))
 
     async def read_all(self) -> tuple[int, dict[str, Table]]:
         # One transaction: the version belongs to exactly these tables.
@@ -222,30 +218,13 @@ class RedisTenantRecords:
 
     def on_change(self, notice: Notice, on_reconnect: Callable[[], None]) -> None:
         if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(self._listen(notice, on_reconnect))
-
-    async def _listen(self, notice: Notice, on_reconnect: Callable[[], None]) -> None:
-        """Delivers change notices; after a Redis fault, reconnects with back-off and reports the gap."""
-        pause = 0.1
-        while not self._closing:
-            try:
-                async with self._listener_client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    pause = 0.1
-                    on_reconnect()  # what changed while nobody listened is read again
-                    while not self._closing:
-                        message = await pubsub.get_message(timeout=1.0)
-                        if message is not None:
-                            _deliver(message, notice)
-            except (RedisError, OSError):
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+            self._listener = ChannelListener(
+                self._listener_client, CHANNEL, lambda text: _deliver(text, notice), on_reconnect
+            )
 
     async def close(self) -> None:
-        self._closing = True
         if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.wait({self._listener}, timeout=2)
+            await self._listener.close()
         await self._redis.aclose()
         await self._listener_client.aclose()
 
@@ -254,9 +233,7 @@ def _record(name: str) -> str:
     return f"{TABLES}:{name}"
 
 
-def _deliver(message: Mapping[str, Any], notice: Notice) -> None:
-    data = message.get("data")
-    text = data.decode() if isinstance(data, bytes) else str(data)
+def _deliver(text: str, notice: Notice) -> None:
     version, _, name = text.partition(" ")
     if version.isdigit() and name:
         notice(int(version), name)
