@@ -74,9 +74,8 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
     )
     store: RedisTokenStore | None = None
     if config.store.kind == "redis":
-        assert config.store.url is not None
         assert config.store.encryption_key is not None
-        store = RedisTokenStore.from_url(config.store.url, config.store.encryption_key)
+        store = RedisTokenStore.from_url(config.store.address, config.store.encryption_key)
 
     def breaker(issuer: str) -> CircuitBreaker:
         return CircuitBreaker(
@@ -114,11 +113,11 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
     tenant_records: TenantRecords = MemoryTenantRecords()
     key_records: KeyRecords = MemoryKeyRecords()
     if config.store.kind == "redis":
-        assert config.store.url is not None
         assert config.store.encryption_key is not None
-        session_store = RedisSessionStore.from_url(config.store.url, config.store.encryption_key)
-        tenant_records = RedisTenantRecords.from_url(config.store.url, config.store.encryption_key)
-        key_records = RedisKeyRecords.from_url(config.store.url, config.store.encryption_key)
+        address = config.store.address
+        session_store = RedisSessionStore.from_url(address, config.store.encryption_key)
+        tenant_records = RedisTenantRecords.from_url(address, config.store.encryption_key)
+        key_records = RedisKeyRecords.from_url(address, config.store.encryption_key)
     endpoints = UserEndpoints(sts.http, sts.discovery, clock)
     users = UserServices(
         login=LoginService(engine.routes, endpoints, sts, session_store, clock),

@@ -13,6 +13,7 @@ ensure_venv dev dev-authority
 # SoftHSM2 (the PKCS#11 token the HSM-key tests sign with).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
 if [ ${#missing[@]} -gt 0 ]; then

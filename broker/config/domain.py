@@ -312,8 +312,19 @@ def _store(file: ValidatedFile, reader: SecretReader, problems: Problems) -> Sto
     model = file.store
     if model.kind == "memory":
         return StoreSettings()
-    # A url that failed validation was already reported; it is not also missing.
-    url = None if file.is_broken("store.url") else _store_url(model.url, reader, problems)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    url = None
+    if model.sentinels is not None:
+        if model.url is not None:
+            problems.add("store.url", "give either url (one Redis server) or sentinels, not both")
+        if not model.service_name:
+            problems.add("store.service_name", "missing: the name the sentinels watch the master under")
+        if not model.sentinels:
+            problems.add("store.sentinels", "name at least one sentinel")
+        sentinels = tuple(_host_port(value) for value in model.sentinels)
+    elif not file.is_broken("store.url"):
+        # A url that failed validation was already reported; it is not also missing.
+        url = _store_url(model.url, reader, problems)
     key = None
     path = "store.encryption_key"
     ref = model.encryption_key
@@ -321,7 +332,14 @@ def _store(file: ValidatedFile, reader: SecretReader, problems: Problems) -> Sto
         problems.add(path, 'missing: a reference ({ env = "NAME" } or { file = "path" }) to 32 random bytes')
     else:
         key = _resolve(ref, path, material.store_key, reader, problems)
-    return StoreSettings(kind="redis", url=url, encryption_key=key)
+    return StoreSettings(
+        kind="redis", url=url, encryption_key=key, sentinels=sentinels, service_name=model.service_name
+    )
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _store_url(value: str | SecretRef | None, reader: SecretReader, problems: Problems) -> str | None:

@@ -191,6 +191,10 @@ class StoreModel(Section):
         ]
         | None
     ) = None
+    # Redis Sentinel instead of one server: the sentinels ("host:port") and the name they watch the master
+    # under; the broker asks them for the master, and again after a failover.
+    sentinels: list[HostPort] | None = None
+    service_name: Name | None = None
     encryption_key: SecretRef | None = None  # base64 of 32 random bytes
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from broker.audit import AuditSettings
 from broker.model import Caller, Client, ServiceAccountIssuer, Target, Tenant
+from broker.store.redis_client import RedisAddress
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 
@@ -31,6 +32,13 @@ class StoreSettings:
     url: str | None = field(default=None, repr=False)  # may hold the Redis password
     # AES-256-GCM key for values at rest in Redis; required with kind = "redis".
     encryption_key: bytes | None = field(default=None, repr=False)
+    # Redis Sentinel: (host, port) of each sentinel, and the service name of the master they watch.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+
+    @property
+    def address(self) -> RedisAddress:
+        return RedisAddress(url=self.url, sentinels=self.sentinels, service_name=self.service_name)
 
 
 DEFAULT_EXPIRY_SKEW = timedelta(seconds=30)

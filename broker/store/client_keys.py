@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 
 from broker.store.codec import SealedCodec
 from broker.store.leases import milliseconds
-from broker.store.redis_client import ChannelListener, connect, guarded, listener
+from broker.store.redis_client import ChannelListener, RedisAddress, connect, guarded, listener
 
 _log = logging.getLogger(__name__)
 CHANNEL = "broker:v1:keys:changed"
@@ -166,7 +166,7 @@ class RedisKeyRecords:
         self._listener: ChannelListener | None = None
 
     @classmethod
-    def from_url(cls, url: str, key: bytes, *, timeout_s: float = 1.0) -> RedisKeyRecords:
+    def from_url(cls, url: str | RedisAddress, key: bytes, *, timeout_s: float = 1.0) -> RedisKeyRecords:
         client = connect(url, timedelta(seconds=timeout_s))
         return cls(client, SealedCodec(key), listener(url, timeout_s))
 

@@ -26,7 +26,7 @@ from broker.model import AccessToken
 from broker.store.codec import SealedCodec
 from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
 from broker.store.leases import milliseconds as _ms
-from broker.store.redis_client import ChannelListener, connect, guarded, listener
+from broker.store.redis_client import ChannelListener, RedisAddress, connect, guarded, listener
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,7 +67,9 @@ class RedisTokenStore:
         self._listener: ChannelListener | None = None
 
     @classmethod
-    def from_url(cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)) -> RedisTokenStore:
+    def from_url(
+        cls, url: str | RedisAddress, key: bytes, *, timeout: timedelta = timedelta(seconds=1)
+    ) -> RedisTokenStore:
         seconds = timeout.total_seconds()
         client = connect(url, timeout)
         return cls(client, SealedCodec(key), listener(url, seconds))

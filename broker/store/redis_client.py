@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -31,14 +33,49 @@ RETRIES = 2  # a stale connection needs one; a second covers a connection the se
 HEALTH_CHECK_INTERVAL_S = 5
 
 
-def connect(url: str, timeout: timedelta) -> aioredis.Redis:
-    """A client on a blocking pool whose commands survive a Redis restart's stale connections."""
+@dataclass(frozen=True, slots=True)
+class RedisAddress:
+    """Where Redis is: one server (`url`), or a master that Redis Sentinel watches (`sentinels`, each
+    (host, port), and the `service_name` they monitor it under), found again after every failover."""
+
+    url: str | None = field(default=None, repr=False)  # may hold a password
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service_name: str | None = None
+
+    @property
+    def replicated(self) -> bool:
+        """Whether a replica takes over the master's data: then a write that must survive a failover
+        waits for a replica's acknowledgement (WAIT)."""
+        return bool(self.sentinels)
+
+
+def address_of(where: str | RedisAddress) -> RedisAddress:
+    return where if isinstance(where, RedisAddress) else RedisAddress(url=where)
+
+
+def connect(where: str | RedisAddress, timeout: timedelta) -> aioredis.Redis:
+    """A client whose commands survive a Redis restart's stale connections: on a blocking pool for one
+    server, or on Sentinel's pool, which asks the sentinels for the master after a failover."""
+    address = address_of(where)
     seconds = timeout.total_seconds()
     retry = Retry(
         ExponentialWithJitterBackoff(base=0.02, cap=0.2),
         RETRIES,
         supported_errors=(RedisConnectionError, RedisTimeoutError),  # redis-py wraps socket errors in these
     )
+    if address.sentinels:
+        client: aioredis.Redis = _sentinel(address, seconds).master_for(
+            address.service_name or "",
+            redis_class=aioredis.Redis,
+            socket_timeout=seconds,
+            socket_connect_timeout=seconds,
+            retry=retry,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            max_connections=MAX_CONNECTIONS,
+        )
+        return client
+    assert address.url is not None
+    url = address.url
     # A blocking pool: a burst waits up to `timeout` for a connection instead of failing at once
     # (redis-py's default pool raises when all connections are busy, which looks like Redis being down).
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -62,9 +99,26 @@ async def guarded(operation: str, call: Awaitable[T]) -> T:
         raise StoreUnavailableError(f"redis {operation} failed: {type(exc).__name__}") from exc
 
 
-def listener(url: str, timeout_s: float) -> aioredis.Redis:
+def listener(where: str | RedisAddress, timeout_s: float) -> aioredis.Redis:
     """A client for pub/sub: it blocks on reads by design, so it has no read timeout, only a connect one."""
-    return aioredis.Redis.from_url(url, socket_connect_timeout=timeout_s, health_check_interval=10)
+    address = address_of(where)
+    if address.sentinels:
+        client: aioredis.Redis = _sentinel(address, timeout_s).master_for(
+            address.service_name or "",
+            redis_class=aioredis.Redis,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=10,
+        )
+        return client
+    assert address.url is not None
+    return aioredis.Redis.from_url(address.url, socket_connect_timeout=timeout_s, health_check_interval=10)
+
+
+def _sentinel(address: RedisAddress, timeout_s: float) -> Sentinel:
+    return Sentinel(  # type: ignore[no-untyped-call]
+        list(address.sentinels),
+        sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+    )
 
 
 class ChannelListener:

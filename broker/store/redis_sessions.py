@@ -15,6 +15,7 @@ broker restart, and a Redis restart when Redis persists (AOF or RDB).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
@@ -26,7 +27,7 @@ from broker.store.codec import SealedCodec
 from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
 from broker.store.leases import milliseconds as _ms
 from broker.store.redis import PREFIX
-from broker.store.redis_client import connect, guarded
+from broker.store.redis_client import RedisAddress, address_of, connect, guarded
 
 T = TypeVar("T")
 
@@ -43,22 +44,33 @@ return 1
 )
 
 
+_log = logging.getLogger(__name__)
+
+
 def _session(key: str, kind: str) -> str:
     return f"{PREFIX}{{sess:{key}}}:{kind}"
 
 
+# How long a session's refresh waits for a replica to acknowledge the rotated refresh token (Sentinel).
+REPLICA_WAIT = timedelta(seconds=1)
+
+
 class RedisSessionStore:
-    def __init__(self, client: aioredis.Redis, codec: SealedCodec) -> None:
+    def __init__(self, client: aioredis.Redis, codec: SealedCodec, *, replicated: bool = False) -> None:
         self._redis = client
         self._codec = codec
+        # With a replica (Sentinel), the refreshed session's write waits for its acknowledgement, so a
+        # failover right after it cannot lose the rotated refresh token (HelseID has spent the old one).
+        self._replicated = replicated
         self._leases = RedisLeases(client, _session, lambda _, call: self._call(call))
         self._save = client.register_script(_SAVE_REFRESHED)
 
     @classmethod
     def from_url(
-        cls, url: str, key: bytes, *, timeout: timedelta = timedelta(seconds=1)
+        cls, where: str | RedisAddress, key: bytes, *, timeout: timedelta = timedelta(seconds=1)
     ) -> RedisSessionStore:
-        return cls(connect(url, timeout), SealedCodec(key))
+        address = address_of(where)
+        return cls(connect(address, timeout), SealedCodec(key), replicated=address.replicated)
 
     async def put_pending(self, state: str, login: PendingLogin, ttl: timedelta) -> None:
         record = _pending(state)
@@ -123,7 +135,20 @@ class RedisSessionStore:
             self._codec.seal(token_record, token),
             _ms(token_ttl),
         ]
-        return bool(await self._call(self._save(keys=keys, args=args)))
+        if not self._replicated:
+            return bool(await self._call(self._save(keys=keys, args=args)))
+        # WAIT counts this connection's writes: the script and the WAIT go down one connection.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            await self._save(keys=keys, args=args, client=pipe)  # queued, sent by execute()
+            pipe.execute_command("WAIT", 1, _ms(REPLICA_WAIT))
+            saved, acknowledged = await self._call(pipe.execute())
+        if saved and int(acknowledged) < 1:
+            _log.warning(
+                "a refreshed session was not acknowledged by a replica within %.1f s; a failover now could "
+                "lose it",
+                REPLICA_WAIT.total_seconds(),
+            )
+        return bool(saved)
 
     async def _matching(self, pattern: str) -> list[bytes]:
         return [key async for key in self._redis.scan_iter(match=pattern)]

@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 
 from broker.errors import BrokerError, Reason
 from broker.store.codec import SealedCodec
-from broker.store.redis_client import ChannelListener, connect, guarded, listener
+from broker.store.redis_client import ChannelListener, RedisAddress, connect, guarded, listener
 
 _log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class RedisTenantRecords:
         self._listener: ChannelListener | None = None
 
     @classmethod
-    def from_url(cls, url: str, key: bytes, *, timeout_s: float = 1.0) -> RedisTenantRecords:
+    def from_url(cls, url: str | RedisAddress, key: bytes, *, timeout_s: float = 1.0) -> RedisTenantRecords:
         client = connect(url, timedelta(seconds=timeout_s))
         # Pub/sub blocks on reads by design, so it gets a connection without a read timeout.
         return cls(client, SealedCodec(key), listener(url, timeout_s))
