@@ -215,3 +215,33 @@ def test_listening_beyond_loopback_without_callers_is_refused(tmp_path: Path) ->
     with pytest.raises(ConfigurationError) as caught:
         load_config(write(tmp_path, VALID + '\n[server]\nlisten = "0.0.0.0:50051"\n'), ENV)
     assert caught.value.field == "callers"
+
+
+SENTINELS = 'sentinels = ["127.0.0.1:26379", "[::1]:26380"]\nservice_name = "broker"'
+
+
+def test_sentinels_replace_the_url(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, VALID.replace(PLAIN_URL, SENTINELS)), ENV)
+    assert config.store.url is None
+    assert config.store.sentinels == (("127.0.0.1", 26379), ("::1", 26380))
+    assert config.store.address.replicated
+    assert config.store.address.service_name == "broker"
+
+
+def test_sentinels_with_a_url_or_without_a_service_name_are_refused(tmp_path: Path) -> None:
+    both = VALID.replace(PLAIN_URL, PLAIN_URL + "\n" + SENTINELS)
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, both), ENV)
+    assert caught.value.problems == (
+        ("store.url", "give either url (one Redis server) or sentinels, not both"),
+    )
+    nameless = VALID.replace(PLAIN_URL, 'sentinels = ["127.0.0.1:26379"]')
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, nameless), ENV)
+    assert caught.value.problems == (
+        ("store.service_name", "missing: the name the sentinels watch the master under"),
+    )
+    bad = VALID.replace(PLAIN_URL, 'sentinels = ["no-port"]\nservice_name = "broker"')
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, bad), ENV)
+    assert caught.value.problems[0][0] == "store.sentinels[0]"
