@@ -313,8 +313,15 @@ def _store(file: ValidatedFile, reader: SecretReader, problems: Problems) -> Sto
     if model.kind == "memory":
         return StoreSettings()
     sentinels: tuple[tuple[str, int], ...] = ()
+    nodes: tuple[tuple[str, int], ...] = ()
     url = None
-    if model.sentinels is not None:
+    if model.nodes is not None:
+        if model.url is not None or model.sentinels is not None:
+            problems.add("store.nodes", "give one of url (one server), sentinels or nodes (a cluster)")
+        if not model.nodes:
+            problems.add("store.nodes", "name at least one node of the cluster")
+        nodes = tuple(_host_port(value) for value in model.nodes)
+    elif model.sentinels is not None:
         if model.url is not None:
             problems.add("store.url", "give either url (one Redis server) or sentinels, not both")
         if not model.service_name:
@@ -333,7 +340,12 @@ def _store(file: ValidatedFile, reader: SecretReader, problems: Problems) -> Sto
     else:
         key = _resolve(ref, path, material.store_key, reader, problems)
     return StoreSettings(
-        kind="redis", url=url, encryption_key=key, sentinels=sentinels, service_name=model.service_name
+        kind="redis",
+        url=url,
+        encryption_key=key,
+        sentinels=sentinels,
+        service_name=model.service_name,
+        nodes=nodes,
     )
 
 

@@ -195,6 +195,8 @@ class StoreModel(Section):
     # under; the broker asks them for the master, and again after a failover.
     sentinels: list[HostPort] | None = None
     service_name: Name | None = None
+    # Redis Cluster instead: some of its nodes ("host:port"); the broker discovers the rest.
+    nodes: list[HostPort] | None = None
     encryption_key: SecretRef | None = None  # base64 of 32 random bytes
 
 

@@ -35,10 +35,14 @@ class StoreSettings:
     # Redis Sentinel: (host, port) of each sentinel, and the service name of the master they watch.
     sentinels: tuple[tuple[str, int], ...] = ()
     service_name: str | None = None
+    # Redis Cluster: (host, port) of some of its nodes.
+    nodes: tuple[tuple[str, int], ...] = ()
 
     @property
     def address(self) -> RedisAddress:
-        return RedisAddress(url=self.url, sentinels=self.sentinels, service_name=self.service_name)
+        return RedisAddress(
+            url=self.url, sentinels=self.sentinels, service_name=self.service_name, nodes=self.nodes
+        )
 
 
 DEFAULT_EXPIRY_SKEW = timedelta(seconds=30)

@@ -14,9 +14,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
@@ -35,12 +36,15 @@ HEALTH_CHECK_INTERVAL_S = 5
 
 @dataclass(frozen=True, slots=True)
 class RedisAddress:
-    """Where Redis is: one server (`url`), or a master that Redis Sentinel watches (`sentinels`, each
-    (host, port), and the `service_name` they monitor it under), found again after every failover."""
+    """Where Redis is: one server (`url`); a master that Redis Sentinel watches (`sentinels`, each
+    (host, port), and the `service_name` they monitor it under), found again after every failover; or a
+    Redis Cluster (`nodes`). Every multi-key command and script of the stores names keys of one hash tag
+    (`{...}`), so each runs on one cluster slot."""
 
     url: str | None = field(default=None, repr=False)  # may hold a password
     sentinels: tuple[tuple[str, int], ...] = ()
     service_name: str | None = None
+    nodes: tuple[tuple[str, int], ...] = ()  # Redis Cluster: some of its nodes, to discover the rest
 
     @property
     def replicated(self) -> bool:
@@ -63,6 +67,17 @@ def connect(where: str | RedisAddress, timeout: timedelta) -> aioredis.Redis:
         RETRIES,
         supported_errors=(RedisConnectionError, RedisTimeoutError),  # redis-py wraps socket errors in these
     )
+    if address.nodes:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+            socket_timeout=seconds,
+            socket_connect_timeout=seconds,
+            retry=retry,
+            max_connections=MAX_CONNECTIONS,
+        )
+        # RedisCluster offers every command, script and scan the stores use (keys of one hash tag per
+        # call), routed to the node of each key's slot; it only shares no base class with Redis.
+        return cast(aioredis.Redis, cluster)
     if address.sentinels:
         client: aioredis.Redis = _sentinel(address, seconds).master_for(
             address.service_name or "",
@@ -102,6 +117,12 @@ async def guarded(operation: str, call: Awaitable[T]) -> T:
 def listener(where: str | RedisAddress, timeout_s: float) -> aioredis.Redis:
     """A client for pub/sub: it blocks on reads by design, so it has no read timeout, only a connect one."""
     address = address_of(where)
+    if address.nodes:
+        # A PUBLISH on a cluster reaches every node, so a subscriber on any one node hears it all.
+        host, port = address.nodes[0]
+        return aioredis.Redis(
+            host=host, port=port, socket_connect_timeout=timeout_s, health_check_interval=10
+        )
     if address.sentinels:
         client: aioredis.Redis = _sentinel(address, timeout_s).master_for(
             address.service_name or "",

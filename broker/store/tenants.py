@@ -66,6 +66,12 @@ return version
 """
 
 
+# KEYS: tables, version. Returns {version or false, the hash's fields and values, flat}.
+_READ_ALL = """
+return {redis.call('GET', KEYS[2]), redis.call('HGETALL', KEYS[1])}
+"""
+
+
 class TooManyTenantsError(BrokerError):
     """The store holds `MAX_STORED_TENANTS` already; a new tenant needs another removed first."""
 
@@ -167,6 +173,7 @@ class RedisTenantRecords:
         self._limit = limit
         self._put = client.register_script(_PUT)
         self._delete = client.register_script(_DELETE)
+        self._read_all = client.register_script(_READ_ALL)
         self._listener: ChannelListener | None = None
 
     @classmethod
@@ -176,11 +183,9 @@ class RedisTenantRecords:
         return cls(client, SealedCodec(key), listener(url, timeout_s))
 
     async def read_all(self) -> tuple[int, dict[str, Table]]:
-        # One transaction: the version belongs to exactly these tables.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.get(VERSION)
-            pipe.hgetall(TABLES)
-            version, sealed = await guarded("tenants", pipe.execute())
+        # One script: the version belongs to exactly these tables (and it runs on one slot of a cluster).
+        version, flat = await guarded("tenants", self._read_all(keys=[TABLES, VERSION]))
+        sealed = dict(zip(flat[::2], flat[1::2], strict=True))
         tables: dict[str, Table] = {}
         for raw_name, blob in sealed.items():
             name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)

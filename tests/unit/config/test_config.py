@@ -245,3 +245,16 @@ def test_sentinels_with_a_url_or_without_a_service_name_are_refused(tmp_path: Pa
     with pytest.raises(ConfigurationError) as caught:
         load_config(write(tmp_path, bad), ENV)
     assert caught.value.problems[0][0] == "store.sentinels[0]"
+
+
+def test_cluster_nodes_replace_the_url_and_exclude_sentinels(tmp_path: Path) -> None:
+    nodes = 'nodes = ["127.0.0.1:7000", "127.0.0.1:7001"]'
+    config = load_config(write(tmp_path, VALID.replace(PLAIN_URL, nodes)), ENV)
+    assert config.store.nodes == (("127.0.0.1", 7000), ("127.0.0.1", 7001))
+    assert config.store.url is None
+    assert not config.store.address.replicated
+    with pytest.raises(ConfigurationError) as caught:
+        load_config(write(tmp_path, VALID.replace(PLAIN_URL, PLAIN_URL + "\n" + nodes)), ENV)
+    assert caught.value.problems == (
+        ("store.nodes", "give one of url (one server), sentinels or nodes (a cluster)"),
+    )
