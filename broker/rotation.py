@@ -174,7 +174,7 @@ class KeyRotator:
             return True
         finally:
             with contextlib.suppress(BrokerError):
-                await self._records.release(name, lease)
+                await self._records.release(lease)
 
     async def keys_of(self, name: str) -> list[KeyEntry]:
         """The client's active keys: the one it signs with and the replaced ones still kept in the store,

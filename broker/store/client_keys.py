@@ -6,7 +6,8 @@ In Redis, one hash tag per client so its keys and lease go together on Redis Clu
                                        (AES-256-GCM under the store key, the field's name as associated
                                        data): its private JWK, when it was made, when HelseID expires it,
                                        and, once replaced, until when it is kept
-    broker:v1:{keys:<client>}:lease    the rotating replica's token, TTL = the lease time
+    broker:v1:{keys:<client>}:lease    the rotating replica's fencing number, TTL = the lease time
+    broker:v1:{keys:<client>}:fence    the last fencing number handed out (leases.py)
     broker:v1:keys:changed             pub/sub channel: "<client>" after the current key changed
 
 A private key never leaves these records except into the signer that uses it. The records have no TTL: a
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 
 from broker.store.codec import SealedCodec
-from broker.store.leases import milliseconds
+from broker.store.leases import FencedLease, Lease, RedisLeases
 from broker.store.redis_client import ChannelListener, RedisAddress, connect, guarded, listener
 
 _log = logging.getLogger(__name__)
@@ -82,9 +82,9 @@ class KeyRecords(Protocol):
 
     async def delete(self, client: str, kid: str) -> None: ...
 
-    async def try_lease(self, client: str, ttl: timedelta) -> str | None: ...
+    async def try_lease(self, client: str, ttl: timedelta) -> Lease | None: ...
 
-    async def release(self, client: str, token: str) -> None: ...
+    async def release(self, lease: Lease) -> None: ...
 
     def on_change(self, callback: Callable[[str], None]) -> None: ...
 
@@ -96,7 +96,8 @@ class MemoryKeyRecords:
 
     def __init__(self) -> None:
         self._keys: dict[str, ClientKeys] = {}
-        self._leases: dict[str, str] = {}
+        self._leases: dict[str, Lease] = {}
+        self._fencing = 0
         self._callbacks: list[Callable[[str], None]] = []
 
     async def read(self, client: str) -> ClientKeys:
@@ -121,15 +122,16 @@ class MemoryKeyRecords:
         if keys is not None and kid != keys.current:
             self._keys[client] = ClientKeys(keys.current, {k: v for k, v in keys.records.items() if k != kid})
 
-    async def try_lease(self, client: str, ttl: timedelta) -> str | None:
+    async def try_lease(self, client: str, ttl: timedelta) -> Lease | None:
         if client in self._leases:
             return None
-        self._leases[client] = token = secrets.token_hex(8)
-        return token
+        self._fencing += 1
+        lease = self._leases[client] = FencedLease(client, self._fencing)
+        return lease
 
-    async def release(self, client: str, token: str) -> None:
-        if self._leases.get(client) == token:
-            del self._leases[client]
+    async def release(self, lease: Lease) -> None:
+        if self._leases.get(lease.key) == lease:
+            del self._leases[lease.key]
 
     def on_change(self, callback: Callable[[str], None]) -> None:
         self._callbacks.append(callback)
@@ -146,11 +148,6 @@ if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], ARGV[4], ARGV[5]) end
 redis.call('PUBLISH', ARGV[6], ARGV[7])
 return 1
 """
-# KEYS: lease. ARGV: token.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class RedisKeyRecords:
@@ -161,7 +158,8 @@ class RedisKeyRecords:
         self._codec = codec
         self._listener_client = listener
         self._commit = client.register_script(_COMMIT)
-        self._release = client.register_script(_RELEASE)
+        # The one lease implementation of the store (fenced, as the token and session stores use it).
+        self._leases = RedisLeases(client, lambda name, kind: f"{_hash(name)}:{kind}", guarded)
         self._callbacks: list[Callable[[str], None]] = []
         self._listener: ChannelListener | None = None
 
@@ -213,15 +211,11 @@ class RedisKeyRecords:
     async def delete(self, client: str, kid: str) -> None:
         await guarded("keys", self._redis.hdel(_hash(client), f"key:{kid}"))
 
-    async def try_lease(self, client: str, ttl: timedelta) -> str | None:
-        token = secrets.token_hex(8)
-        taken = await guarded(
-            "keys", self._redis.set(f"{_hash(client)}:lease", token, nx=True, px=milliseconds(ttl))
-        )
-        return token if taken else None
+    async def try_lease(self, client: str, ttl: timedelta) -> Lease | None:
+        return await self._leases.acquire(client, ttl)
 
-    async def release(self, client: str, token: str) -> None:
-        await guarded("keys", self._release(keys=[f"{_hash(client)}:lease"], args=[token]))
+    async def release(self, lease: Lease) -> None:
+        await self._leases.release(lease)
 
     def on_change(self, callback: Callable[[str], None]) -> None:
         self._callbacks.append(callback)
