@@ -103,8 +103,7 @@ class KeyRotator:
         try:
             while True:
                 clients = self._rotating()
-                for name, client in clients.items():
-                    assert client.rotation is not None
+                for name in clients:
                     try:
                         await self.check(name)
                     except Exception:  # one client's trouble never stops the others' rotations

@@ -18,7 +18,6 @@ useful for a test or a single broker whose file key the operator then replaces).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -234,10 +233,3 @@ class RedisKeyRecords:
             await self._listener.close()
         await self._redis.aclose()
         await self._listener_client.aclose()
-
-
-def dumps(record: KeyRecord) -> str:
-    """For tests: the record without its private key."""
-    table = record.to_table()
-    table.pop("private_jwk", None)
-    return json.dumps(table)
