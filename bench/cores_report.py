@@ -67,6 +67,11 @@ class Measured:
         """The cores the broker and the generator kept busy together."""
         return self.cores("broker") + self.cores("generator")
 
+    def per_broker_core(self) -> float | None:
+        """calls/s per core the broker kept busy: the same at 1 and 2 workers if a worker adds no cost."""
+        broker = self.cores("broker")
+        return self.row.calls_per_s / broker if broker > 0 else None
+
     def machine_bound(self) -> bool:
         """The broker's and the generator's CPU together reached the machine's cores."""
         return self.ours() >= SATURATED * self.machine_cores
@@ -98,6 +103,7 @@ class Measured:
             **self.row.as_json(),
             "broker_calls": self.broker_calls.as_json(),
             "generator_cores_max": self.generator_cores,
+            "calls_per_broker_core": self.per_broker_core(),
             "machine_bound": self.machine_bound(),
             "machine_bound_with_others": self.crowded(),
             "generator_bound": self.generator_bound(),
@@ -117,6 +123,10 @@ def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _whole(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def table(run: Sequence[Measured]) -> str:
     header = [
         "row",
@@ -127,6 +137,7 @@ def table(run: Sequence[Measured]) -> str:
         "errors",
         "broker not OK",
         "broker cpu",
+        "calls/core",
         "gen cpu",
         "broker+gen",
         "machine cpu",
@@ -149,6 +160,7 @@ def table(run: Sequence[Measured]) -> str:
                 str(row.errors),
                 str(sum(measured.broker_calls.not_ok.values())),
                 _figure(row.cores.get("broker")),
+                _whole(measured.per_broker_core()),
                 _figure(row.cores.get("generator")),
                 _figure(measured.ours()),
                 _figure(row.cores.get("machine")),
@@ -230,6 +242,8 @@ def scaling_lines(rounds: Sequence[Sequence[Measured]], shown: Sequence[Measured
                 f"{_ratio(pooled)}; per round {per_round}"
             )
             lines.append(f"    {verdict(pair)}")
+            one, two = (_whole(m.per_broker_core()) for m in pair)
+            lines.append(f"    calls/s per broker core: {one} at workers=1, {two} at workers=2")
     return lines
 
 
