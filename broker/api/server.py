@@ -12,6 +12,7 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from broker.api import fields
 from broker.api.admin import Administration, AdminServicer
+from broker.api.fanout import DEFAULT_MAX_STREAMS
 from broker.api.health import HealthServicer
 from broker.api.policy import caller_policy
 from broker.api.ratelimit import StsTrafficLimiter
@@ -39,6 +40,7 @@ SERVICE = pb.DESCRIPTOR.services_by_name["TokenBrokerService"]
 SERVICE_NAME = SERVICE.full_name
 ADMIN_SERVICE = admin_pb.DESCRIPTOR.services_by_name["AdminService"]
 HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+_CORE_PENDING_REQUESTS = 1000  # gRPC core's own default of grpc.server.max_pending_requests
 
 
 def create_server(
@@ -55,6 +57,7 @@ def create_server(
     audit: AuditTrail | None = None,
     limiter: StsTrafficLimiter | None = None,
     administration: Administration | None = None,
+    max_watch_streams: int = DEFAULT_MAX_STREAMS,
 ) -> tuple[grpc.aio.Server, int, HealthServicer]:
     """Returns the server (not started), the port it bound and its health servicer.
 
@@ -66,6 +69,12 @@ def create_server(
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         # A larger request is refused by gRPC before it is decoded (RESOURCE_EXHAUSTED).
         ("grpc.max_receive_message_length", fields.MAX_REQUEST_BYTES),
+        # Calls that arrived but that the event loop has not taken up yet wait in gRPC core. Beyond 1,000 of
+        # them core refuses a growing share of new calls (all beyond 3,000), as CANCELLED with nothing
+        # logged: that was what a burst of WatchToken streams met. A burst as large as the stream limit
+        # now waits its turn; a stream beyond the limit is refused by the broker, with a reason and a log.
+        ("grpc.server.max_pending_requests", max(_CORE_PENDING_REQUESTS, max_watch_streams)),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * max(_CORE_PENDING_REQUESTS, max_watch_streams)),
     ]
     # The OpenTelemetry interceptor makes each RPC a server span, parent of the cache and STS spans, and
     # continues a caller's trace (W3C traceparent in the metadata).
@@ -75,7 +84,8 @@ def create_server(
     interceptors += key_fetch
     server = grpc.aio.server(options=options, interceptors=interceptors)
     guard = Guard(policy, engine.metrics, audit=audit, limiter=limiter)
-    services = [guard.service(SERVICE, TokenBrokerServicer(engine, scheduler, users).handlers())]
+    servicer = TokenBrokerServicer(engine, scheduler, users, max_watch_streams=max_watch_streams)
+    services = [guard.service(SERVICE, servicer.handlers())]
     names = [SERVICE_NAME, HEALTH_SERVICE_NAME]
     if administration is not None:
         services.append(guard.service(ADMIN_SERVICE, AdminServicer(administration).handlers()))

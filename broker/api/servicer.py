@@ -17,6 +17,7 @@ from google.protobuf import timestamp_pb2
 
 from broker import __version__
 from broker.api import fields, rpc
+from broker.api.fanout import DEFAULT_MAX_STREAMS, WatchHub
 from broker.errors import PermissionDeniedError, Reason
 from broker.model import AccessToken, CareContext, CareRelationship, Practitioner, Session, TokenType
 from broker.protocol.care import check_care_context
@@ -49,10 +50,13 @@ class TokenBrokerServicer:
         engine: TokenEngine,
         scheduler: RefreshScheduler | None = None,
         users: UserServices | None = None,
+        *,
+        max_watch_streams: int = DEFAULT_MAX_STREAMS,
     ) -> None:
         self._engine = engine
         self._scheduler = scheduler
         self._users = users
+        self._watchers = WatchHub(engine, _watch_response, scheduler=scheduler, max_streams=max_watch_streams)
         self._authorizer = RequestAuthorizer(engine)
         self._responses: dict[str, pb.GetTokenResponse] = {}
 
@@ -115,16 +119,12 @@ class TokenBrokerServicer:
         )
 
     async def watch_token(self, call: rpc.Call[pb.WatchTokenRequest]) -> AsyncIterator[pb.WatchTokenResponse]:
+        # Every stream of a key sends the one message built for its token (fanout.py); the guard audits each
+        # message as a token served to this caller.
         route = self._engine.routes.resolve(call.request.tenant, call.request.target)
-        if self._scheduler is not None:
-            self._scheduler.keep(route)
-        try:
-            async for token in self._engine.watch(route):
-                call.token = token.value
-                yield pb.WatchTokenResponse(access_token=_access_token(token))
-        finally:
-            if self._scheduler is not None:
-                self._scheduler.release(route)
+        async for token, message in self._watchers.watch(route):
+            call.token = token.value
+            yield message
 
     async def exchange_token(self, call: rpc.Call[pb.ExchangeTokenRequest]) -> pb.ExchangeTokenResponse:
         request = call.request
@@ -276,6 +276,10 @@ def _user_session(session_id: str, session: Session) -> pb.UserSession:
         ),
         expire_time=_stamp(session.expires_at),
     )
+
+
+def _watch_response(token: AccessToken) -> pb.WatchTokenResponse:
+    return pb.WatchTokenResponse(access_token=_access_token(token))
 
 
 def _access_token(token: AccessToken) -> pb.AccessToken:

@@ -38,6 +38,9 @@ class RefreshScheduler:
         self._clock = clock or engine.clock
         self._due: list[tuple[datetime, str]] = []
         self._kept: dict[str, int] = {}
+        # The instant `keep` last queued per key: a key kept and released over and over (a watcher that comes
+        # and goes) queues its token's instant once, not once per keep. Keys come from the route table only.
+        self._kept_at: dict[str, datetime] = {}
         self._wake = asyncio.Event()
         self.started = 0
         engine.on_installed = self._on_installed
@@ -72,17 +75,31 @@ class RefreshScheduler:
         )
 
     def keep(self, route: Route) -> None:
-        self._kept[route.cache_key] = self._kept.get(route.cache_key, 0) + 1
+        """Keeps the route fresh until as many `release`s: counted, so a key is scheduled once however many
+        keep it."""
+        key = route.cache_key
+        count = self._kept.get(key, 0)
+        self._kept[key] = count + 1
+        if count:
+            return  # already kept: scheduled when it was first kept, and again by each new token
         entry = self._engine.cached(route)
-        if entry is not None:
-            self._push(entry.refresh_at, route.cache_key)
+        if entry is None:
+            return  # the keeper's own first call fetches it, and each installed token is scheduled
+        if self._kept_at.get(key) == entry.refresh_at and entry.refresh_at > self._clock():
+            return  # an earlier keep of this token queued this very instant, still ahead: once is enough
+        self._kept_at[key] = entry.refresh_at
+        self._push(entry.refresh_at, key)
 
     def release(self, route: Route) -> None:
-        count = self._kept.get(route.cache_key, 0) - 1
+        key = route.cache_key
+        count = self._kept.get(key, 0) - 1
         if count > 0:
-            self._kept[route.cache_key] = count
-        else:
-            self._kept.pop(route.cache_key, None)
+            self._kept[key] = count
+            return
+        self._kept.pop(key, None)
+        kept_at = self._kept_at.get(key)
+        if kept_at is not None and kept_at <= self._clock():
+            del self._kept_at[key]  # its instant has come and gone: no entry of that keep is queued
 
     def _on_installed(self, route: Route, entry: Entry) -> None:
         if route.cache_key in self._kept:
