@@ -161,6 +161,47 @@ async def test_a_keys_streams_are_kept_once_by_the_scheduler_and_leave_nothing_o
     assert source.calls == 20  # one fetch per key, shared by its 50 streams
 
 
+@pytest.mark.parametrize("stalled_s", [60.0, 0.2])
+async def test_a_push_wakes_no_more_streams_than_its_window_until_their_messages_are_written(
+    stalled_s: float,
+) -> None:
+    """With 20 streams and a window of 4, a renewal reaches 4 streams until their writes are done; a write
+    that waits longer than `stalled_s` (a reader that stopped reading) stops holding up the others."""
+    routes = route_table(1)
+    engine = engine_for(routes, Source())
+    written = asyncio.Event()
+    renewed: list[int] = []
+
+    async def slow_writer(number: int) -> None:
+        # Asks for its next message only once `written` is set: as gRPC does once a write is done.
+        first = True
+        async for _ in hub.watch(route):
+            if not first:
+                renewed.append(number)
+                await written.wait()
+                return
+            first = False
+
+    async with scheduled(engine) as scheduler:
+        hub: WatchHub[str] = WatchHub(
+            engine, lambda token: token.value, scheduler=scheduler, batch=2, window=4, stalled_s=stalled_s
+        )
+        route = routes.resolve("t0", "sfm")
+        streams = [asyncio.create_task(slow_writer(number)) for number in range(20)]
+        if stalled_s > 10:
+            await until(lambda: len(renewed) == 4)  # the renewal comes within about 1 s
+            await asyncio.sleep(0.3)
+            assert len(renewed) == 4  # the other 16 wait for room
+        else:
+            await until(lambda: len(renewed) == 20)  # none written, yet every stream got it
+            assert len(renewed) == 20
+        written.set()
+        await until(lambda: len(renewed) == 20)
+        assert sorted(renewed) == list(range(20))
+        await asyncio.gather(*streams)
+        assert (hub.open, hub.keys) == (0, 0)
+
+
 async def test_many_keeps_of_one_key_queue_it_once_and_a_release_to_none_stops_its_renewals() -> None:
     routes = route_table(1)
     source = Source(timedelta(seconds=600))
