@@ -35,7 +35,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
 class HeapTrim:
     """Counts closed streams; after `after` of them, trims the heap (at most every `every_s` seconds)."""
 
-    def __init__(self, *, after: int = 1000, every_s: float = 10.0) -> None:
+    def __init__(self, *, after: int = 1000, every_s: float = 2.0) -> None:
         self._trim = _malloc_trim()
         self._after = after
         self._every_s = every_s
