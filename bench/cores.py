@@ -47,9 +47,8 @@ from bench.cores_report import (
     Measured,
     broker_calls,
     pooled_scaling,
-    quietest,
+    quietest_pairs,
     report_lines,
-    round_number,
     scaling,
 )
 from bench.cpu import CpuMeter
@@ -203,10 +202,17 @@ def check_h2load(generator: H2loadGenerator, broker: Broker) -> dict[str, object
 
 
 def measure_row(
-    broker: Broker, generator: Generator, rpc: Rpc, *, idle: Sequence[int], warmup_s: float, duration_s: float
+    broker: Broker,
+    generator: Generator,
+    rpc: Rpc,
+    *,
+    idle: Sequence[int],
+    warmup_s: float,
+    duration_s: float,
+    number: int = 1,
 ) -> Measured:
-    """One row. `idle` are the bench's processes that sit it out (the other broker, the other generators'
-    pools): measured apart, so that `other` is only what the bench did not start."""
+    """One row, of round `number`. `idle` are the bench's processes that sit it out (the other broker, the
+    other generators' pools): measured apart, so that `other` is only what the bench did not start."""
     before = broker.calls(rpc.method)
     sts_before = broker.services.sts_token_requests()
     span = window(warmup_s, duration_s)
@@ -224,10 +230,13 @@ def measure_row(
         meter = CpuMeter(groups, {f"broker_pid_{pid}": [pid] for pid in broker_pids})
         _sleep_until(span[1])
         meter.start()
-        irq_before = _interrupt_seconds()
+        irq_before, started = _interrupt_seconds(), time.monotonic()
         _sleep_until(span[2])
-        cores = meter.cores(duration_s)
-        cores["irq"] = _cores_between(irq_before, _interrupt_seconds(), duration_s)
+        # The time that passed, not the window's length: a starved bench wakes late, and CPU seconds over
+        # the shorter time would show more cores than the machine has.
+        elapsed = time.monotonic() - started
+        cores = meter.cores(elapsed)
+        cores["irq"] = _cores_between(irq_before, _interrupt_seconds(), elapsed)
         if cores.get("other") is not None and cores["irq"] is not None:
             cores["other"] = max(0.0, (cores["other"] or 0.0) - cores["irq"])
     finally:
@@ -238,7 +247,9 @@ def measure_row(
     if sts_before is not None and sts_after is not None:
         row.sts_token_requests = sts_after - sts_before
     calls = broker_calls(before, broker.calls(rpc.method))
-    return Measured(rpc, generator.name, broker.workers, row, calls, generator.max_cores, machine_cores())
+    return Measured(
+        rpc, generator.name, broker.workers, number, row, calls, generator.max_cores, machine_cores()
+    )
 
 
 def _interrupt_seconds() -> float | None:
@@ -282,7 +293,13 @@ def measure_rounds(
                     idle = [pid for other in brokers if other is not broker for pid in other.server_pids()]
                     idle += [pid for each in generators for pid in each.idle_pids()]
                     measured = measure_row(
-                        broker, generator, rpc, idle=idle, warmup_s=warmup_s, duration_s=duration_s
+                        broker,
+                        generator,
+                        rpc,
+                        idle=idle,
+                        warmup_s=warmup_s,
+                        duration_s=duration_s,
+                        number=number,
                     )
                     rounds[-1].append(measured)
     return rounds
@@ -429,11 +446,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             "machine": {"nproc": cores},
             "settings": {**settings.__dict__, "generators": {g.name: g.setting for g in generators}},
             "h2load_check": checks,
-            "shown_round": round_number(rounds, quietest(rounds)),
             "rounds": [[measured.as_json() for measured in run] for run in rounds],
             "scaling": {
                 f"{rpc.key}/{name}": {
-                    "shown": scaling(quietest(rounds), rpc.key, name),
+                    "shown": scaling(quietest_pairs(rounds), rpc.key, name),
                     "pooled": pooled_scaling(rounds, rpc.key, name),
                 }
                 for rpc in RPCS

@@ -55,6 +55,7 @@ class Measured:
     rpc: Rpc
     generator: str
     workers: int
+    round: int  # 1, 2, ... in the run
     row: Row
     broker_calls: BrokerCalls
     generator_cores: int  # the most cores the generator can use
@@ -100,6 +101,7 @@ class Measured:
             "rpc": self.rpc.key,
             "generator": self.generator,
             "workers": self.workers,
+            "round": self.round,
             **self.row.as_json(),
             "broker_calls": self.broker_calls.as_json(),
             "generator_cores_max": self.generator_cores,
@@ -110,13 +112,15 @@ class Measured:
         }
 
 
-def quietest(rounds: Sequence[Sequence[Measured]]) -> Sequence[Measured]:
-    """The round that others' processes disturbed least; on a tie, the earlier one (as bench.rows)."""
-    return min(rounds, key=lambda run: disturbance([measured.row for measured in run]))
-
-
-def round_number(rounds: Sequence[Sequence[Measured]], run: Sequence[Measured]) -> int:
-    return next(number for number, each in enumerate(rounds, 1) if each is run)
+def quietest_pairs(rounds: Sequence[Sequence[Measured]]) -> list[Measured]:
+    """For each RPC and generator, its two rows (workers=1 and 2) from the round in which others' processes
+    disturbed that pair least (on a tie, the earlier round): the ratio compares two rows of one round, so a
+    pair may come from another round than the next pair on a machine that others share."""
+    shown: list[Measured] = []
+    for rpc, generator in dict.fromkeys((m.rpc.key, m.generator) for m in rounds[0]):
+        pairs = [pair for run in rounds if (pair := _pair(run, rpc, generator)) is not None]
+        shown += min(pairs, key=lambda pair: disturbance([m.row for m in pair]))
+    return shown
 
 
 def _figure(value: float | None) -> str:
@@ -130,6 +134,7 @@ def _whole(value: float | None) -> str:
 def table(run: Sequence[Measured]) -> str:
     header = [
         "row",
+        "round",
         "workers",
         "calls/s",
         "p50 ms",
@@ -153,6 +158,7 @@ def table(run: Sequence[Measured]) -> str:
         lines.append(
             [
                 row.label,
+                str(measured.round),
                 str(measured.workers),
                 f"{row.calls_per_s:.0f}",
                 _figure(row.p50_ms),
@@ -227,6 +233,7 @@ def _ratio(value: float | None) -> str:
 
 def scaling_lines(rounds: Sequence[Sequence[Measured]], shown: Sequence[Measured]) -> list[str]:
     lines = [f"workers=2 / workers=1 (goal >= {GOAL:.1f}x where the load generator is not the limit):"]
+    lines.append("  (rows as shown above; pooled: each side's calls/s summed over all rounds)")
     generators = list(dict.fromkeys(m.generator for m in shown))
     for rpc in RPCS:
         for generator in generators:
@@ -239,7 +246,7 @@ def scaling_lines(rounds: Sequence[Sequence[Measured]], shown: Sequence[Measured
             met = "meets the goal" if value >= GOAL else "below the goal"
             lines.append(
                 f"  {rpc.label}, {generator}: {_ratio(value)} ({met}); pooled over {len(rounds)} round(s) "
-                f"{_ratio(pooled)}; per round {per_round}"
+                f"{_ratio(pooled)}; by round {per_round}"
             )
             lines.append(f"    {verdict(pair)}")
             one, two = (_whole(m.per_broker_core()) for m in pair)
@@ -248,10 +255,10 @@ def scaling_lines(rounds: Sequence[Sequence[Measured]], shown: Sequence[Measured
 
 
 def report_lines(rounds: Sequence[Sequence[Measured]]) -> list[str]:
-    shown = quietest(rounds)
+    shown = quietest_pairs(rounds)
     lines = [
-        f"round {round_number(rounds, shown)} of {len(rounds)}, the least disturbed by other processes "
-        f"(other cpu up to {disturbance([m.row for m in shown]):.2f}):",
+        f"each RPC and generator from the round (of {len(rounds)}) in which other processes disturbed its "
+        "pair of rows least:",
         table(shown),
         "",
         *scaling_lines(rounds, shown),
