@@ -26,6 +26,7 @@ from broker.idp.breaker import CircuitBreaker
 from broker.idp.endpoints import UserEndpoints
 from broker.idp.selvbetjening import SelvbetjeningClient
 from broker.idp.sts import StsClient
+from broker.idp.token_transport import TokenTransport
 from broker.observability import configure_logging, configure_telemetry, process_instance_id
 from broker.reload import Reloader
 from broker.rotation import KeyRotator
@@ -91,6 +92,10 @@ def build_broker(config: BrokerConfig, metrics: Metrics | None = None) -> Broker
         shared_nonces=store,
         metrics=metrics,
         breaker_factory=breaker,
+        token_transport=TokenTransport(
+            connect_timeout_s=config.sts.connect_timeout.total_seconds(),
+            request_timeout_s=config.sts.request_timeout.total_seconds(),
+        ),
     )
     policy = FreshnessPolicy(
         refresh_fraction=config.cache.refresh_fraction,

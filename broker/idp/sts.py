@@ -20,7 +20,7 @@ from broker.errors import StoreUnavailableError
 from broker.idp.breaker import CircuitBreaker
 from broker.idp.discovery import DiscoveryCache
 from broker.idp.gate import StsGate
-from broker.idp.transport import drive
+from broker.idp.transport import HttpxTransport, Transport, drive
 from broker.model import AccessToken, Client, Target, TokenSet
 from broker.protocol import flows
 from broker.protocol.http import HTTPRequest, HTTPResponse
@@ -54,8 +54,11 @@ class StsClient:
         metrics: Metrics | None = None,
         breaker_factory: Callable[[str], CircuitBreaker] | None = None,
         max_concurrent_requests: int = 32,
+        token_transport: Transport | None = None,
     ) -> None:
         self.http = http
+        # Token requests (every renewal) may take a leaner transport than the shared httpx client.
+        self._token_transport: Transport = token_transport or HttpxTransport(http)
         self._clock = clock
         self._shared = shared_nonces
         self._metrics = metrics or Metrics()
@@ -180,7 +183,7 @@ class StsClient:
             nonlocal sent
             sent += 1
 
-        result = await drive(self.http, make_flow(nonce), issuer=issuer, on_request=count)
+        result = await drive(self._token_transport, make_flow(nonce), issuer=issuer, on_request=count)
         if sent > 1:
             self._metrics.nonce_retry()
         if result.nonce and result.nonce != nonce:
@@ -208,3 +211,4 @@ class StsClient:
     async def close(self) -> None:
         await self.discovery.close()
         await self.http.aclose()
+        await self._token_transport.aclose()

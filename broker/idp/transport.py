@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -11,6 +11,28 @@ from broker.errors import IdpUnavailableError
 from broker.protocol.http import HTTPRequest, HTTPResponse
 
 T = TypeVar("T")
+
+
+class Transport(Protocol):
+    """Carries a flow's requests: `token_transport.TokenTransport` for the token endpoint, `HttpxTransport`
+    for the rest (and for the token endpoint where no other is given, as in tests)."""
+
+    async def send(self, request: HTTPRequest, *, issuer: str) -> HTTPResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpxTransport:
+    """An httpx client as a Transport; closing it is its owner's business."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    async def send(self, request: HTTPRequest, *, issuer: str) -> HTTPResponse:
+        return await send(self._http, request, issuer=issuer)
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def send(http: httpx.AsyncClient, request: HTTPRequest, *, issuer: str) -> HTTPResponse:
@@ -32,7 +54,7 @@ async def send(http: httpx.AsyncClient, request: HTTPRequest, *, issuer: str) ->
 
 
 async def drive(
-    http: httpx.AsyncClient,
+    transport: Transport,
     flow: Generator[HTTPRequest, HTTPResponse, T],
     *,
     issuer: str,
@@ -44,7 +66,7 @@ async def drive(
         while True:
             if on_request is not None:
                 on_request(request)
-            response = await send(http, request, issuer=issuer)
+            response = await transport.send(request, issuer=issuer)
             request = flow.send(response)
     except StopIteration as finished:
         return finished.value  # type: ignore[no-any-return]

@@ -221,7 +221,8 @@ class RedisKeyRecords:
         if self._listener is None:
             self._listener = ChannelListener(self._listener_client, CHANNEL, self._deliver)
 
-    def _deliver(self, client: str) -> None:
+    def _deliver(self, notice: bytes) -> None:
+        client = notice.decode(errors="replace")
         for callback in self._callbacks:
             callback(client)
 

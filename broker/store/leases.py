@@ -33,6 +33,16 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[1], fencing, 'PX', ARGV[1])
 return fencing
 """
+# As _ACQUIRE, and also reads KEYS[3] (a value of the same hash tag), in the same round trip. Returns
+# {fencing or 0, the value or nil}.
+_ACQUIRE_READING = """
+local value = redis.call('GET', KEYS[3])
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, value} end
+local fencing = redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[1], fencing, 'PX', ARGV[1])
+return {fencing, value}
+"""
 # KEYS: lease. ARGV: fencing, lease ms.
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -78,6 +88,7 @@ class RedisLeases:
         self._name = name
         self._guard = guard
         self._acquire = client.register_script(_ACQUIRE)
+        self._acquire_reading = client.register_script(_ACQUIRE_READING)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
@@ -89,6 +100,17 @@ class RedisLeases:
         args = [milliseconds(ttl), milliseconds(max(FENCE_TTL, 100 * ttl))]
         fencing = int(await self._guard("lease", self._acquire(keys=keys, args=args)))
         return FencedLease(key, fencing) if fencing else None
+
+    async def acquire_reading(
+        self, key: str, ttl: timedelta, value_key: str
+    ) -> tuple[FencedLease | None, bytes | None]:
+        """The lease (None while someone holds it) and the value at `value_key`, in one round trip."""
+        keys = [self._name(key, "lease"), self._name(key, "fence"), value_key]
+        args = [milliseconds(ttl), milliseconds(max(FENCE_TTL, 100 * ttl))]
+        answer = await self._guard("lease", self._acquire_reading(keys=keys, args=args))
+        fencing, value = int(answer[0]), answer[1] if len(answer) > 1 else None
+        lease = FencedLease(key, fencing) if fencing else None
+        return lease, value if isinstance(value, bytes) else None
 
     async def renew(self, lease: Lease, ttl: timedelta) -> bool:
         args = [lease.fencing, milliseconds(ttl)]

@@ -6,7 +6,9 @@ Keys of one cache key share a hash tag (`{...}`), so the Lua scripts stay valid 
     broker:v1:{<cache key>}:lease   the fencing number of the replica fetching it, TTL = lease time
     broker:v1:{<cache key>}:fence   the last fencing number handed out (TTL = leases.FENCE_TTL)
     broker:v1:nonce:{<issuer>}      the issuer's last DPoP nonce, TTL = NONCE_TTL
-    broker:v1:renewed               pub/sub channel: "<fencing> <cache key>" after each stored renewal
+    broker:v1:renewed               pub/sub channel: "<fencing> <cache key>\n<sealed token>" after each
+                                    stored renewal: the other replicas install the token from the notice
+                                    itself, with no read of their own
 
 Every key has a TTL. Every Redis fault becomes a StoreUnavailableError (`redis_client.guarded`); the engine
 goes on without the store.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
@@ -35,16 +38,26 @@ PREFIX = "broker:v1:"
 CHANNEL = PREFIX + "renewed"
 NONCE_TTL = timedelta(minutes=10)
 
-# KEYS: lease, token. ARGV: fencing, sealed value, ttl ms, channel, message. Compare-and-set on the fencing.
+# KEYS: lease, token. ARGV: fencing, sealed value, ttl ms, channel, notice head. Compare-and-set on the
+# fencing. The notice carries the sealed token after its head line, sent to Redis once.
 _PUT_IF_HOLDER = (
     WRITE_IF_HOLDER_GUARD
     + """
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[4], ARGV[5])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. ARGV[2])
 return 1
 """
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseAttempt:
+    lease: FencedLease | None  # None while another replica holds the key's lease
+    stored: AccessToken | None  # the token stored for the key at that moment
+
+
+RenewalCallback = Callable[[str, AccessToken | None], None]
 
 
 def _tag(cache_key: str, kind: str) -> str:
@@ -62,8 +75,8 @@ class RedisTokenStore:
         self._codec = codec
         self._leases = RedisLeases(client, _tag, self._call)
         self._put_if_holder = client.register_script(_PUT_IF_HOLDER)
-        self._callbacks: list[Callable[[str], None]] = []
-        self._own_writes: deque[str] = deque(maxlen=256)
+        self._callbacks: list[RenewalCallback] = []
+        self._own_writes: deque[bytes] = deque(maxlen=256)
         self._listener: ChannelListener | None = None
 
     @classmethod
@@ -78,8 +91,9 @@ class RedisTokenStore:
 
     async def get(self, key: str) -> AccessToken | None:
         blob = await self._call("read", self._redis.get(_tag(key, "tok")))
-        if blob is None:
-            return None
+        return None if blob is None else self._open(key, blob)
+
+    def _open(self, key: str, blob: bytes | str) -> AccessToken | None:
         token = self._codec.open(key, blob if isinstance(blob, bytes) else str(blob).encode())
         if token is None:
             _log.warning("dropping a cached value that does not open under its key %s", key)
@@ -92,15 +106,16 @@ class RedisTokenStore:
 
     # --- coordination -----------------------------------------------------------------------------------
 
-    async def try_lease(self, key: str, ttl: timedelta) -> FencedLease | None:
-        return await self._leases.acquire(key, ttl)
+    async def try_lease(self, key: str, ttl: timedelta) -> LeaseAttempt:
+        lease, blob = await self._leases.acquire_reading(key, ttl, _tag(key, "tok"))
+        return LeaseAttempt(lease, None if blob is None else self._open(key, blob))
 
     async def renew(self, lease: Lease, ttl: timedelta) -> bool:
         return await self._leases.renew(lease, ttl)
 
     async def put_if_holder(self, lease: Lease, token: AccessToken, ttl: timedelta) -> bool:
         message = f"{lease.fencing} {lease.key}"
-        self._own_writes.append(message)
+        self._own_writes.append(message.encode())
         keys = [self._leases.lease_key(lease.key), _tag(lease.key, "tok")]
         args: list[bytes | str | int] = [
             lease.fencing,
@@ -117,7 +132,7 @@ class RedisTokenStore:
     async def lease_held(self, key: str) -> bool:
         return await self._leases.held(key)
 
-    def on_renewal(self, callback: Callable[[str], None]) -> None:
+    def on_renewal(self, callback: RenewalCallback) -> None:
         self._callbacks.append(callback)
         if self._listener is None and self._listener_client is not None:
             self._listener = ChannelListener(self._listener_client, CHANNEL, self._deliver)
@@ -133,13 +148,16 @@ class RedisTokenStore:
 
     # --- plumbing ---------------------------------------------------------------------------------------
 
-    def _deliver(self, text: str) -> None:
-        """A renewal notice of another replica (this one's own are known and skipped)."""
-        if text in self._own_writes:
+    def _deliver(self, notice: bytes) -> None:
+        """A renewal notice of another replica (this one's own are known and skipped), with the token."""
+        head, _, blob = notice.partition(b"\n")
+        if head in self._own_writes:
             return
-        _, _, cache_key = text.partition(" ")
+        _, _, name = head.partition(b" ")
+        cache_key = name.decode()
+        token = self._open(cache_key, blob) if blob else None  # a notice without one: the callee reads
         for callback in self._callbacks:
-            callback(cache_key)
+            callback(cache_key, token)
 
     async def _call(self, operation: str, call: Awaitable[T]) -> T:
         return await guarded(operation, call)

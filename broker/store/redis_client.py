@@ -143,7 +143,7 @@ def _sentinel(address: RedisAddress, timeout_s: float) -> Sentinel:
 
 
 class ChannelListener:
-    """Delivers the messages of one pub/sub channel, as text, until closed; after a Redis fault it
+    """Delivers the messages of one pub/sub channel, as bytes, until closed; after a Redis fault it
     reconnects with back-off (0.1 s doubling to 5 s) and calls `on_subscribed` again, so the caller can
     read back what it may have missed while nobody listened (pub/sub delivers at most once)."""
 
@@ -151,7 +151,7 @@ class ChannelListener:
         self,
         client: aioredis.Redis,
         channel: str,
-        deliver: Callable[[str], None],
+        deliver: Callable[[bytes], None],
         on_subscribed: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
@@ -176,7 +176,7 @@ class ChannelListener:
                         # (redis-py #2551); the flag ends the loop all the same.
                         if message is not None:
                             data = message.get("data")
-                            self._deliver(data.decode() if isinstance(data, bytes) else str(data))
+                            self._deliver(data if isinstance(data, bytes) else str(data).encode())
             except (RedisError, OSError):
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)

@@ -224,7 +224,10 @@ class RedisTenantRecords:
     def on_change(self, notice: Notice, on_reconnect: Callable[[], None]) -> None:
         if self._listener is None:
             self._listener = ChannelListener(
-                self._listener_client, CHANNEL, lambda text: _deliver(text, notice), on_reconnect
+                self._listener_client,
+                CHANNEL,
+                lambda data: _deliver(data.decode(errors="replace"), notice),
+                on_reconnect,
             )
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -29,10 +30,10 @@ from broker.errors import BrokerError, InvalidRequestError, StoreUnavailableErro
 from broker.model import AccessToken
 from broker.telemetry import SOURCE_MEMORY, SOURCE_STORE, SOURCE_STS, Metrics, tracer
 from broker.tokens.budget import RequestBudget
-from broker.tokens.policy import Backoff, FreshnessPolicy
+from broker.tokens.policy import Backoff, FreshnessPolicy, staggered
 from broker.tokens.ports import Coordinator, Lease, TokenSource, TokenStore
 from broker.tokens.reach import LifetimeReach
-from broker.tokens.routes import Route, RouteTable
+from broker.tokens.routes import Route, RouteTable, is_warm
 from broker.tokens.store_health import StoreHealth
 
 _log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class TokenEngine:
         self._changed: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._store_health = StoreHealth()
+        self._replica = os.urandom(16)  # this process's own renewal delays (policy.staggered)
         self.on_installed: Callable[[Route, Entry], None] | None = None
         if coordinator is not None:
             coordinator.on_renewal(self._on_remote_renewal)
@@ -217,14 +219,22 @@ class TokenEngine:
             entry = self._memory.get(key)
             if entry is not None and self._good(entry, min_remaining, fresh=fresh):
                 return entry
-            stored = await self._from_store(route, min_remaining, fresh=fresh)
-            if stored is not None:
-                return stored
+            # A coordinated renewal in the background reads nothing first: another replica's renewal came
+            # with its notice (it carries the token), and the lease's answer carries what the store holds.
+            renewal = background and self._coordinator is not None
+            if not renewal:
+                stored = await self._from_store(route, min_remaining, fresh=fresh)
+                if stored is not None:
+                    return stored
             if background and self._budget is not None:
                 # Background work waits for the budget before it takes a lease, never while holding one
                 # (other replicas would wait for a lease that waits for the budget), then looks again.
-                await self._budget.take()
-                stored = await self._from_store(route, min_remaining, fresh=fresh)
+                waited = await self._budget.take()
+                stored = (
+                    None
+                    if renewal or not waited
+                    else await self._from_store(route, min_remaining, fresh=fresh)
+                )
                 if stored is not None:
                     return stored
             if self._coordinator is not None:
@@ -244,8 +254,11 @@ class TokenEngine:
         if self._store is None:
             return None
         token = await self._store_call("read", self._store.get(route.cache_key))
-        if token is None:
-            return None
+        return None if token is None else self._take_stored(route, token, min_remaining, fresh=fresh)
+
+    def _take_stored(
+        self, route: Route, token: AccessToken, min_remaining: timedelta, *, fresh: bool
+    ) -> Entry | None:
         entry = self._entry(route, token, SOURCE_STORE)
         if not self._good(entry, min_remaining, fresh=fresh):
             return None
@@ -257,14 +270,23 @@ class TokenEngine:
     ) -> Entry | None:
         """Fetches under the key's lease, or waits for the replica that holds it. None: fetch directly."""
         assert self._coordinator is not None
+        coordinator = self._coordinator
         for _ in range(3):
-            lease = await self._store_call(
-                "lease", self._coordinator.try_lease(route.cache_key, self._lease_ttl), _UNAVAILABLE
+            attempt = await self._store_call(
+                "lease", coordinator.try_lease(route.cache_key, self._lease_ttl), _UNAVAILABLE
             )
-            if lease is _UNAVAILABLE:
+            if attempt is _UNAVAILABLE:
                 return None  # no coordination possible now: fetch for the callers, store nothing
+            lease = attempt.lease
+            stored = attempt.stored
+            # The previous holder may have stored its token just before we asked (its notice on the way).
+            entry = None if stored is None else self._take_stored(route, stored, min_remaining, fresh=fresh)
+            if entry is not None:
+                if lease is not None:
+                    await self._store_call("release", coordinator.release(lease))
+                return entry
             if lease is not None:
-                return await self._fetch_under_lease(route, lease, min_remaining, fresh=fresh)
+                return await self._fetch_under_lease(route, lease)
             self.metrics.lease_contention()
             current = self._memory.get(route.cache_key)
             if background and current is not None and self._good(current, min_remaining, fresh=False):
@@ -275,17 +297,11 @@ class TokenEngine:
                 return entry
         return None
 
-    async def _fetch_under_lease(
-        self, route: Route, lease: Lease, min_remaining: timedelta, *, fresh: bool
-    ) -> Entry:
+    async def _fetch_under_lease(self, route: Route, lease: Lease) -> Entry:
         assert self._coordinator is not None
         coordinator = self._coordinator
         stored = False
         try:
-            # The previous holder may have stored its token just before we got the lease.
-            entry = await self._from_store(route, min_remaining, fresh=fresh)
-            if entry is not None:
-                return entry
             renewer = asyncio.get_running_loop().create_task(self._keep_lease(lease))
             try:
                 entry = await self._fetch(route)
@@ -346,7 +362,10 @@ class TokenEngine:
 
     def _entry(self, route: Route, token: AccessToken, source: str) -> Entry:
         self._reach.learn(route.cache_key, token)
-        refresh_at = self._policy.refresh_at(token, route.cache_key)
+        if self._coordinator is None:
+            refresh_at = self._policy.refresh_at(token, route.cache_key)
+        else:
+            refresh_at = staggered(self._policy, token, route.cache_key, self._replica)
         return Entry(token, refresh_at, self._policy.usable_until(token), source)
 
     def _ttl(self, entry: Entry) -> timedelta:
@@ -368,15 +387,19 @@ class TokenEngine:
         if self.on_installed is not None:
             self.on_installed(route, entry)
 
-    def _on_remote_renewal(self, cache_key: str) -> None:
-        """Another replica stored a new token: load it, so process memory is never staler than the store."""
+    def _on_remote_renewal(self, cache_key: str, token: AccessToken | None) -> None:
+        """Another replica stored a new token: take it, so process memory is never staler than the store.
+        The notice carries the token; only one without it costs a read."""
         route = self.routes.by_key(cache_key)
         if route is None or self._store is None:
             return
         entry = self._memory.get(cache_key)
-        if entry is None and cache_key not in self._changed:
-            return  # nobody here uses or awaits this key
-        self._spawn(self._from_store(route, _NO_TIME, fresh=False))
+        if entry is None and cache_key not in self._changed and not is_warm(route):
+            return  # nobody here uses, awaits or keeps this key warm
+        if token is None:
+            self._spawn(self._from_store(route, _NO_TIME, fresh=False))
+        else:
+            self._take_stored(route, token, _NO_TIME, fresh=False)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

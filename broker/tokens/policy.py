@@ -8,6 +8,10 @@
 do not all renew in the same second later. The jitter is derived from the cache key and the issue time, so
 every replica computes the same instant for the same token and they contend for one renewal, not many.
 `usable_until` is the expiry minus the skew (at most half the lifetime, so a short-lived token is useful).
+
+Replicas sharing a store then each add a small delay of their own (`staggered`): the earliest renews, and
+the others, whose turn comes later, have the token from its renewal notice by then, so only one replica
+spends a lease, a fetch and the Redis round trips on a renewal, instead of all contending for it.
 """
 
 from __future__ import annotations
@@ -40,9 +44,28 @@ class FreshnessPolicy:
         return min(at, self.usable_until(token))
 
 
-def _unit(cache_key: str, issued_at: datetime) -> float:
-    """A number in [0, 1) that is the same on every replica for the same token."""
-    digest = hashlib.blake2b(f"{cache_key}|{issued_at.timestamp()}".encode(), digest_size=8).digest()
+# A replica's own delay is at most this share of the lifetime (and MAX_STAGGER): a renewal notice needs
+# milliseconds, and the token stays fresh far longer than that.
+STAGGER_FRACTION = 0.05
+MAX_STAGGER = timedelta(seconds=5)
+
+
+def staggered(policy: FreshnessPolicy, token: AccessToken, cache_key: str, replica: bytes) -> datetime:
+    """The token's `refresh_at`, delayed by this replica's share, never past half the way to `usable_until`.
+    `replica` is random per process: the delay differs between replicas, and is the same each time this
+    one looks at the same token (or a token it read back from the store would look fresh again)."""
+    refresh_at = policy.refresh_at(token, cache_key)
+    room = (policy.usable_until(token) - refresh_at) / 2
+    most = min(token.lifetime * STAGGER_FRACTION, MAX_STAGGER, room)
+    if most <= timedelta(0):
+        return refresh_at
+    return refresh_at + most * _unit(cache_key, token.issued_at, replica)
+
+
+def _unit(cache_key: str, issued_at: datetime, salt: bytes = b"") -> float:
+    """A number in [0, 1) that is the same on every replica for the same token (and salt)."""
+    text = f"{cache_key}|{issued_at.timestamp()}".encode()
+    digest = hashlib.blake2b(text, digest_size=8, key=salt).digest()
     return int.from_bytes(digest, "big") / 2**64
 
 

@@ -37,14 +37,30 @@ class Lease(Protocol):
     def fencing(self) -> int: ...
 
 
+class LeaseAttempt(Protocol):
+    """One try for a key's lease, answered with the token the store held at that moment: a renewal that
+    finds a fresh one (another replica's) needs no second read, and waits for no one."""
+
+    @property
+    def lease(self) -> Lease | None:
+        """None while another holder has it."""
+        ...
+
+    @property
+    def stored(self) -> AccessToken | None: ...
+
+
+RenewalCallback = Callable[[str, AccessToken | None], None]
+
+
 class Coordinator(Protocol):
     """Cross-replica single-flight: leases with fencing, compare-and-set writes, renewal notices.
 
     Every method raises StoreUnavailableError when the shared store cannot answer.
     """
 
-    async def try_lease(self, key: str, ttl: timedelta) -> Lease | None:
-        """A lease, or None while another holder has one."""
+    async def try_lease(self, key: str, ttl: timedelta) -> LeaseAttempt:
+        """A lease (or none while another holder has one), and the token stored for the key."""
         ...
 
     async def renew(self, lease: Lease, ttl: timedelta) -> bool:
@@ -59,6 +75,7 @@ class Coordinator(Protocol):
 
     async def lease_held(self, key: str) -> bool: ...
 
-    def on_renewal(self, callback: Callable[[str], None]) -> None:
-        """`callback(cache_key)` runs, in the event loop, when any replica stored a new token for a key."""
+    def on_renewal(self, callback: RenewalCallback) -> None:
+        """`callback(cache_key, token)` runs, in the event loop, when another replica stored a new token for
+        a key; `token` is that token, or None when the notice did not carry one the store could open."""
         ...

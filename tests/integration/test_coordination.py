@@ -30,14 +30,19 @@ def now() -> datetime:
 
 @asynccontextmanager
 async def replica(
-    config: BrokerConfig, redis_url: str, key: bytes, **engine: object
+    config: BrokerConfig,
+    redis_url: str,
+    key: bytes,
+    store: RedisTokenStore | None = None,
+    **engine: object,
 ) -> AsyncIterator[TokenEngine]:
     """One broker replica's engine: its own process memory, HTTP client and Redis connections."""
-    store = RedisTokenStore.from_url(redis_url, key)
+    store = store or RedisTokenStore.from_url(redis_url, key)
     sts = StsClient(httpx.AsyncClient(timeout=10), now, shared_nonces=store)
     policy = FreshnessPolicy(refresh_fraction=0.5, jitter_fraction=0.1, expiry_skew=timedelta(seconds=1))
     routes = RouteTable(config.clients, config.targets, config.tenants)
-    built = TokenEngine(routes, sts, store, store, policy=policy, clock=now, **engine)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"clock": now, **engine}
+    built = TokenEngine(routes, sts, store, store, policy=policy, **settings)  # type: ignore[arg-type]
     try:
         yield built
     finally:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from broker.model import AccessToken, TokenType
-from broker.tokens.policy import Backoff, FreshnessPolicy
+from broker.tokens.policy import MAX_STAGGER, Backoff, FreshnessPolicy, staggered
 
 ISSUED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -52,3 +52,24 @@ def test_backoff_grows_and_is_capped() -> None:
     assert backoff.delay(2, 0.999) <= timedelta(seconds=4)
     assert backoff.delay(2, 0.0) == timedelta(seconds=2)
     assert backoff.delay(10, 0.5) <= timedelta(seconds=8)
+
+
+def test_each_replica_delays_its_own_renewal_a_little_and_always_the_same_for_the_same_token() -> None:
+    policy = FreshnessPolicy()
+    issued = token(3600)
+    base = policy.refresh_at(issued, "k")
+    replicas = [bytes([n]) * 16 for n in range(50)]
+    points = [staggered(policy, issued, "k", replica) for replica in replicas]
+    assert all(base <= point <= base + MAX_STAGGER for point in points)
+    assert len(set(points)) == len(replicas)  # each replica its own instant: the earliest renews
+    assert staggered(policy, issued, "k", replicas[0]) == points[0]  # a token read back looks the same
+
+
+def test_the_replica_delay_never_takes_more_than_half_the_room_before_usable_until() -> None:
+    policy = FreshnessPolicy(expiry_skew=timedelta(seconds=30))
+    short = token(62)  # usable until 31 s, refreshed from about 25 to 31 s: little room
+    room = policy.usable_until(short) - policy.refresh_at(short, "k")
+    for n in range(50):
+        point = staggered(policy, short, "k", bytes([n]) * 16)
+        assert point - policy.refresh_at(short, "k") <= room / 2
+        assert point <= policy.usable_until(short)

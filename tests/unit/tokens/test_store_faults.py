@@ -10,7 +10,7 @@ import pytest
 
 from broker.errors import StoreUnavailableError
 from broker.model import AccessToken
-from broker.store.leases import FencedLease
+from broker.store.redis import LeaseAttempt
 from broker.tokens.ports import Lease
 from broker.tokens.routes import RouteTable
 from broker.tokens.store_health import StoreHealth
@@ -30,7 +30,7 @@ class LeaseFailsStore:
     async def put(self, key: str, token: AccessToken, ttl: timedelta) -> None:
         self.plain_writes += 1
 
-    async def try_lease(self, key: str, ttl: timedelta) -> FencedLease | None:
+    async def try_lease(self, key: str, ttl: timedelta) -> LeaseAttempt:
         raise StoreUnavailableError("redis lease failed: ConnectionError")
 
     async def renew(self, lease: Lease, ttl: timedelta) -> bool:
@@ -46,7 +46,7 @@ class LeaseFailsStore:
     async def lease_held(self, key: str) -> bool:
         return False
 
-    def on_renewal(self, callback: Callable[[str], None]) -> None:
+    def on_renewal(self, callback: Callable[[str, AccessToken | None], None]) -> None:
         return None
 
     async def close(self) -> None:
