@@ -88,9 +88,10 @@ class Plan:
         """The startup spread; with a budget below the renewals, longer: the first renewals come due after
         lifetime x (refresh_fraction - jitter_fraction) and take budget from the warm-up from then on."""
         first_renewals = self.lifetime_s * (self.refresh_fraction - self.jitter_fraction)
-        if self.budget >= self.renewals_per_s or self.spread_s <= first_renewals:
+        cluster = self.replicas * self.budget  # a renewal spends one replica's budget
+        if cluster >= self.renewals_per_s or self.spread_s <= first_renewals:
             return self.spread_s
-        return self.spread_s + (self.spread_s - first_renewals) * min(1.0, self.renewals_per_s / self.budget)
+        return self.spread_s + (self.spread_s - first_renewals) * min(1.0, self.renewals_per_s / cluster)
 
     def expected_duration_s(self, rows_s: float) -> float:
         start = 4.0 + self.tenants / 2500  # the replicas read and check the configuration in parallel
@@ -514,7 +515,24 @@ def _steady_figures(series: Series, plan: Plan) -> dict[str, Any]:
         "replica_cores_mean": _round(_mean(series.cores("replicas"))),
         "redis_cores_mean": _round(_mean(series.cores("redis"))),
         "tokens_in_redis_min": min(cached, default=None),
+        "replica_cpu_s": _round(_cpu_spent(series, "replicas")),
+        "replica_cpu_ms_per_renewal": _round(
+            None
+            if not issued or _cpu_spent(series, "replicas") is None
+            else 1000 * (_cpu_spent(series, "replicas") or 0.0) / issued
+        ),
+        "peak_over_mean": _round(
+            None if not requests or seconds <= 0 or not rates else max(rates) / (requests / seconds)
+        ),
     }
+
+
+def _cpu_spent(series: Series, group: str) -> float | None:
+    """CPU seconds the group used between the first and the last tick."""
+    if len(series.ticks) < 2:
+        return None
+    first, last = series.ticks[0].cpu.get(group), series.ticks[-1].cpu.get(group)
+    return None if first is None or last is None else last - first
 
 
 def _rows(cluster: Cluster, plan: Plan, tenants: Sequence[TenantSpec], load: Load) -> list[list[Row]]:
@@ -614,10 +632,12 @@ def _print_probe(probe: Probe | None, plan: Plan) -> None:
             f"budget: {plan.budget:g} requests/s per replica (the warm-up's first seconds ask for up to "
             f"{peak:g}/s, within {_PROBE_SHARE:.0%} of the probe)"
         )
-    if plan.budget < plan.renewals_per_s:
+    # A renewal spends the budget of one replica only (the earliest; the others have its notice by then), so
+    # the cluster renews up to replicas x budget per second.
+    if plan.replicas * plan.budget < plan.renewals_per_s:
         print(
-            f"note: {plan.budget:g}/s per replica is below the {plan.renewals_per_s:.1f} renewals/s the "
-            f"tenants need: the schedulers cannot keep every token fresh, and (b) shows by how much "
+            f"note: {plan.replicas} x {plan.budget:g}/s is below the {plan.renewals_per_s:.1f} renewals/s "
+            f"the tenants need: the schedulers cannot keep every token fresh, and (b) shows by how much "
             f"(a budget that covers the renewals would overload the warm-up on this machine)"
         )
     sys.stdout.flush()
@@ -680,6 +700,11 @@ def _print_steady(steady: dict[str, Any], plan: Plan) -> None:
         f"{_c(steady['sts_cores_mean'])} mean, {_c(steady['sts_cores_peak'])} peak; replicas "
         f"{_c(steady['replica_cores_mean'])}; Redis {_c(steady['redis_cores_mean'])}"
     )
+    print(
+        f"    broker CPU per renewal: {_f2(steady['replica_cpu_ms_per_renewal'])} ms (goal <= 1 ms: the "
+        f"replicas' CPU seconds over the window, {_f1(steady['replica_cpu_s'])} s, / tokens issued, "
+        f"the STS's own excluded); peak second / mean: {_f2(steady['peak_over_mean'])} (goal <= 1.5)"
+    )
     sys.stdout.flush()
 
 
@@ -692,7 +717,8 @@ def _print_rows(rounds: list[list[Row]], plan: Plan) -> None:
     )
     print(report.table(rows))
     print(
-        f"GetToken (random of {plan.tenants} tenants) / ceiling: {_f2(report.ratio(rows, 'get_token'))}"
+        f"GetToken (random of {plan.tenants} tenants) / ceiling: {_f2(report.ratio(rows, 'get_token'))} "
+        f"(goal >= 0.9)"
         + (
             f"; pooled over {len(rounds)} rounds: {_f2(report.pooled_ratio(rounds, 'get_token'))}"
             if len(rounds) > 1
