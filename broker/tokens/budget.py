@@ -9,29 +9,42 @@ that wait for a token never wait for the budget.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 
 class RequestBudget:
-    """A token bucket: at most `rate` starts per second on average, bursts up to `burst`."""
+    """A token bucket: at most `rate` starts per second on average, bursts up to `burst`.
+
+    A caller that finds the bucket empty reserves the next free instant and sleeps until then, once: a
+    thousand waiters cost a thousand wake-ups, not a thousand for every request granted (as when each woke to
+    look again whenever one might be free: with the budget below the renewals due, that polling took most
+    of a replica's CPU)."""
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
         if rate <= 0:
             raise ValueError("the budget must be above zero requests per second")
         self._rate = rate
         self._burst = burst if burst is not None else max(1.0, rate)
-        self._tokens = self._burst
+        self._tokens = self._burst  # below zero: reservations of the waiting callers
         self._stamp = time.monotonic()
+
+    @property
+    def waiting(self) -> int:
+        """Callers holding a reservation they wait for."""
+        return max(0, -math.floor(self._tokens))
 
     async def take(self) -> bool:
         """Takes one request's worth; True when it had to wait for it (the world may have moved on)."""
-        waited = False
-        while True:
-            now = time.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens >= 1:
-                self._tokens -= 1
-                return waited
-            waited = True
-            await asyncio.sleep((1 - self._tokens) / self._rate)
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        self._tokens -= 1
+        if self._tokens >= 0:
+            return False
+        try:
+            await asyncio.sleep(-self._tokens / self._rate)
+        except asyncio.CancelledError:
+            self._tokens += 1  # the reservation goes back: a cancelled refresh spends nothing
+            raise
+        return True

@@ -6,6 +6,8 @@ import asyncio
 import time
 from datetime import timedelta
 
+import pytest
+
 from broker.model import Client, Target, Tenancy, Tenant
 from broker.protocol import keys
 from broker.tokens.budget import RequestBudget
@@ -33,6 +35,42 @@ async def test_budget_limits_the_rate_of_starts() -> None:
     for _ in range(11):
         await budget.take()
     assert time.monotonic() - started >= 0.19  # 10 waits of 1/50 s after the first
+
+
+async def test_every_waiter_for_the_budget_is_served_and_wakes_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    budget = RequestBudget(rate=2000, burst=1)
+    real_sleep = asyncio.sleep
+    sleeps = 0
+
+    async def counted(delay: float) -> None:
+        nonlocal sleeps
+        sleeps += 1
+        await real_sleep(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", counted)
+    served: list[int] = []
+
+    async def one(number: int) -> None:
+        await budget.take()
+        served.append(number)
+
+    await asyncio.gather(*(one(number) for number in range(200)))
+    assert sorted(served) == list(range(200))
+    assert sleeps == 199  # the first takes the burst; every other one sleeps exactly once
+
+
+async def test_a_cancelled_waiter_gives_its_reservation_back() -> None:
+    budget = RequestBudget(rate=1, burst=1)
+    assert await budget.take() is False
+    waiter = asyncio.create_task(budget.take())
+    await asyncio.sleep(0)
+    assert budget.waiting == 1
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert budget.waiting == 0
 
 
 async def test_warm_routes_are_all_fetched_within_the_budget_and_refreshed_when_due() -> None:
@@ -82,4 +120,3 @@ async def test_callers_never_wait_for_the_budget_but_background_refreshes_do() -
     while source.calls < 4 and time.monotonic() - started < 0.9:  # noqa: ASYNC110 - polls a counter of the hand-written source
         await asyncio.sleep(0.02)
     assert source.calls == 4  # one background refresh at once; the budget (1/s) holds the others back
-
