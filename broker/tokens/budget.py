@@ -34,6 +34,10 @@ class RequestBudget:
         """Callers holding a reservation they wait for."""
         return max(0, -math.floor(self._tokens))
 
+    def give_back(self) -> None:
+        """Returns a request's worth that was taken and not spent (the work was done elsewhere meanwhile)."""
+        self._tokens = min(self._burst, self._tokens + 1)
+
     async def take(self) -> bool:
         """Takes one request's worth; True when it had to wait for it (the world may have moved on)."""
         now = time.monotonic()

@@ -230,13 +230,16 @@ class TokenEngine:
                 # Background work waits for the budget before it takes a lease, never while holding one
                 # (other replicas would wait for a lease that waits for the budget), then looks again.
                 waited = await self._budget.take()
-                stored = (
-                    None
-                    if renewal or not waited
-                    else await self._from_store(route, min_remaining, fresh=fresh)
-                )
-                if stored is not None:
-                    return stored
+                if waited:
+                    # Another replica's renewal may have come (with its notice) while this one queued.
+                    current = self._memory.get(key)
+                    if current is not None and self._good(current, min_remaining, fresh=fresh):
+                        self._budget.give_back()
+                        return current
+                if waited and not renewal:
+                    stored = await self._from_store(route, min_remaining, fresh=fresh)
+                    if stored is not None:
+                        return stored
             if self._coordinator is not None:
                 coordinated = await self._fill_coordinated(
                     route, min_remaining, fresh=fresh, background=background

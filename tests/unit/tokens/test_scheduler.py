@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
-from broker.model import Client, Target, Tenancy, Tenant
+from broker.model import AccessToken, Client, Target, Tenancy, Tenant, TokenType
 from broker.protocol import keys
+from broker.store.leases import FencedLease
+from broker.store.redis import LeaseAttempt
 from broker.tokens.budget import RequestBudget
 from broker.tokens.engine import TokenEngine
 from broker.tokens.policy import FreshnessPolicy
+from broker.tokens.ports import Lease
 from broker.tokens.routes import RouteTable
 from broker.tokens.scheduler import RefreshScheduler
 from tests.unit.tokens.test_engine import Clock, CountingSource
@@ -120,3 +124,70 @@ async def test_callers_never_wait_for_the_budget_but_background_refreshes_do() -
     while source.calls < 4 and time.monotonic() - started < 0.9:  # noqa: ASYNC110 - polls a counter of the hand-written source
         await asyncio.sleep(0.02)
     assert source.calls == 4  # one background refresh at once; the budget (1/s) holds the others back
+
+
+class NoticeStore:
+    """A shared store that always grants the lease and lets the test deliver another replica's notice."""
+
+    def __init__(self) -> None:
+        self.notify: Callable[[str, AccessToken | None], None] | None = None
+
+    async def get(self, key: str) -> AccessToken | None:
+        return None
+
+    async def put(self, key: str, token: AccessToken, ttl: timedelta) -> None:
+        return None
+
+    async def try_lease(self, key: str, ttl: timedelta) -> LeaseAttempt:
+        return LeaseAttempt(FencedLease(key, 1), None)
+
+    async def renew(self, lease: Lease, ttl: timedelta) -> bool:
+        return True
+
+    async def put_if_holder(self, lease: Lease, token: AccessToken, ttl: timedelta) -> bool:
+        return True
+
+    async def release(self, lease: Lease) -> None:
+        return None
+
+    async def lease_held(self, key: str) -> bool:
+        return False
+
+    def on_renewal(self, callback: Callable[[str, AccessToken | None], None]) -> None:
+        self.notify = callback
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_renewal_that_another_replica_did_while_this_one_waited_for_the_budget_is_not_fetched() -> (
+    None
+):
+    routes = many_tenants(1)
+    clock = Clock()
+    source = CountingSource(clock)
+    store = NoticeStore()
+    budget = RequestBudget(rate=20, burst=1)
+    engine = TokenEngine(
+        routes, source, store, store, clock=clock, policy=FreshnessPolicy(jitter_fraction=0), budget=budget
+    )
+    route = routes.routes()[0]
+    await engine.token_for(route)
+    assert source.calls == 1
+    clock.now += timedelta(seconds=200)  # stale: past half of the 300 s lifetime
+    assert await budget.take() is False  # the burst is gone: the refresh below waits 1/20 s
+    engine.refresh_soon(route)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert budget.waiting == 1
+    renewed = AccessToken("other-replica", TokenType.DPOP, clock.now, clock.now + timedelta(seconds=300))
+    assert store.notify is not None
+    store.notify(route.cache_key, renewed)  # its notice arrives while this replica waits
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if budget.waiting == 0 and route.cache_key not in engine._refreshing:
+            break
+    assert source.calls == 1  # not fetched again
+    entry = engine.cached(route)
+    assert entry is not None
+    assert entry.token.value == "other-replica"
