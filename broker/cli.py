@@ -124,6 +124,7 @@ def _run(args: argparse.Namespace) -> int:
                 listen=listen,
                 on_ready=lambda port: _print_ready(listen, port),
                 config_path=args.config,
+                own_process=True,
             )
         )
     return 0
