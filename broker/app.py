@@ -222,6 +222,7 @@ async def _serve_with(
         service_accounts=config.server.service_account_tokens,
         limiter=StsTrafficLimiter.from_config(config),
         administration=Administration(reloader, stored, workers=config.server.workers, rotator=rotator),
+        max_watch_streams=config.server.max_watch_streams,
     )
     stop = stop or _stop_on_signals()
     warm = broker.engine.routes.warm()

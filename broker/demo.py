@@ -1,9 +1,8 @@
 """The embedded defaults: with no configuration the broker starts its own dev authority and a demo tenant.
 
 Everything stays on loopback and in memory; the demo keys are generated at start and never written anywhere.
-The dev authority is its own package with its own extra (`pip install .[dev-authority]`); this module is the
-only part of the broker that imports it, and only when the defaults start, so a production install without
-the extra never loads it.
+The dev authority is its own package (`devauthority/`, in the same distribution); this module is the only
+part of the broker that imports it, and only when the defaults start, so a production broker never loads it.
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ from broker.protocol import keys
 
 # The one line an operator sees when the defaults cannot start; the import error itself names a module only.
 MISSING_EXTRA = (
-    "the embedded defaults need the dev authority, which is not installed: "
-    "pip install '.[dev-authority]' (or run with --config)"
+    "the embedded defaults need the dev authority (the devauthority package), which is not installed: "
+    "pip install . from the broker's source (or run with --config)"
 )
 
 DEMO_CLIENT_ID = "helseid-broker-demo"
@@ -53,9 +52,9 @@ DEFAULT_TOKEN_LIFETIME = timedelta(minutes=5)
 
 
 def _exit_if_extra_missing(missing: ModuleNotFoundError) -> None:
-    """Exits with one line (code 2) when the dev authority or aiohttp, its extra, is not installed."""
+    """Exits with one line (code 2) when the dev authority is not installed (a repackaging without it)."""
     # Any other missing module is a bug and keeps its traceback.
-    if (missing.name or "").split(".")[0] in {"devauthority", "aiohttp"}:
+    if (missing.name or "").split(".")[0] == "devauthority":
         print(MISSING_EXTRA, file=sys.stderr, flush=True)
         raise SystemExit(2) from None
 

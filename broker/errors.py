@@ -49,6 +49,7 @@ class Reason(enum.StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     TENANT_MANAGED_BY_FILES = "TENANT_MANAGED_BY_FILES"
     TOO_MANY_TENANTS = "TOO_MANY_TENANTS"
+    TOO_MANY_STREAMS = "TOO_MANY_STREAMS"
     INVALID_CONFIGURATION = "INVALID_CONFIGURATION"
     PROTOCOL_VIOLATION = "PROTOCOL_VIOLATION"
     STS_REJECTED = "STS_REJECTED"
@@ -162,6 +163,18 @@ class StoreUnavailableError(BrokerError):
 
     reason = Reason.STORE_UNAVAILABLE
     retryable = True
+
+
+class TooManyStreamsError(BrokerError):
+    """A broker process holds as many WatchToken streams as `[server] max_watch_streams` allows."""
+
+    reason = Reason.TOO_MANY_STREAMS
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: timedelta, **metadata: str) -> None:
+        super().__init__(message)
+        self.metadata = metadata
+        self.retry_after = retry_after
 
 
 class RateLimitedError(BrokerError):

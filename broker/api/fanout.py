@@ -14,7 +14,7 @@ until the whole fan-out was done. Here:
   whatever it is asked to write, and a unary call's work queues behind it. So calls that arrive meanwhile
   are served while the push goes on, not after it;
 - at most `max_streams` streams are open in the process; one more is refused at once with
-  RESOURCE_EXHAUSTED (reason RATE_LIMITED, a RetryInfo) and a log line, instead of piling up.
+  RESOURCE_EXHAUSTED (reason TOO_MANY_STREAMS, a RetryInfo) and a log line, instead of piling up.
 
 A key's state exists only while it has streams: when its last stream ends, nothing of it is left.
 """
@@ -29,7 +29,7 @@ from datetime import timedelta
 from typing import Generic, TypeVar
 
 from broker.api.heap import HeapTrim
-from broker.errors import RateLimitedError
+from broker.errors import TooManyStreamsError
 from broker.model import AccessToken
 from broker.telemetry import SOURCE_MEMORY
 from broker.tokens.engine import TokenEngine
@@ -180,7 +180,7 @@ class WatchHub(Generic[M]):
     def _join(self, route: Route) -> _Key[M]:
         if self.open >= self._max_streams:
             self._refuse()
-            raise RateLimitedError(
+            raise TooManyStreamsError(
                 f"this broker process holds its most WatchToken streams ({self._max_streams}); retry in "
                 f"{RETRY_AFTER.total_seconds():g} s, or on another replica",
                 retry_after=RETRY_AFTER,

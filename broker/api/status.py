@@ -23,6 +23,7 @@ from broker.errors import (
     InvalidRequestError,
     RateLimitedError,
     Reason,
+    TooManyStreamsError,
 )
 
 DOMAIN = "broker.helseid"
@@ -53,6 +54,7 @@ REASON_CODES: dict[Reason, grpc.StatusCode] = {
     Reason.LOGIN_NOT_CONFIGURED: _C.PERMISSION_DENIED,
     Reason.RATE_LIMITED: _C.RESOURCE_EXHAUSTED,
     Reason.TOO_MANY_TENANTS: _C.RESOURCE_EXHAUSTED,
+    Reason.TOO_MANY_STREAMS: _C.RESOURCE_EXHAUSTED,
     Reason.TENANT_MANAGED_BY_FILES: _C.FAILED_PRECONDITION,
     # The caller asked for something valid; the broker's registration, configuration or its STS is wrong.
     Reason.STS_REJECTED: _C.FAILED_PRECONDITION,
@@ -98,7 +100,7 @@ def to_status(error: BrokerError) -> grpc.Status:
             for path, text in error.problems[:MAX_VIOLATIONS]
         ]
         details.append(_pack(error_details_pb2.PreconditionFailure(violations=failures)))
-    if isinstance(error, IdpUnavailableError | RateLimitedError):
+    if isinstance(error, IdpUnavailableError | RateLimitedError | TooManyStreamsError):
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=_duration(error.retry_after))))
     status = status_pb2.Status(code=code.value[0], message=_cut(error.message, MAX_MESSAGE), details=details)
     return rpc_status.to_status(status)

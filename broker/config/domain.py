@@ -287,6 +287,7 @@ def _server(
         tls_private_key=pem.get("private_key"),
         tls_client_ca=pem.get("client_ca"),
         service_account_tokens=None if tokens is None else _service_account_issuer(tokens, reader, problems),
+        max_watch_streams=model.max_watch_streams,
     )
 
 

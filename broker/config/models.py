@@ -179,6 +179,9 @@ class ServerModel(Section):
     workers: Annotated[int, Field(ge=1, le=64), described("must be a whole number from 1 to 64")] = 1
     tls: TlsModel | None = None
     service_account_tokens: ServiceAccountTokensModel | None = None
+    max_watch_streams: Annotated[
+        int, Field(ge=1, le=1_000_000), described("must be a whole number from 1 to 1,000,000")
+    ] = 10_000
 
 
 class StoreModel(Section):

@@ -24,6 +24,8 @@ class ServerSettings:
     tls_client_ca: bytes | None = field(default=None, repr=False)
     # Whose Kubernetes service-account tokens identify callers (`service_account = "ns:name"`).
     service_account_tokens: ServiceAccountIssuer | None = None
+    # WatchToken streams one broker process holds; one more is refused (TOO_MANY_STREAMS), not queued.
+    max_watch_streams: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from grpc_status import rpc_status
 
 from broker.api.fanout import WatchHub
 from broker.api.server import create_server
-from broker.errors import IdpUnavailableError, RateLimitedError
+from broker.errors import IdpUnavailableError, TooManyStreamsError
 from broker.model import AccessToken, Client, Target, Tenancy, Tenant, TokenType
 from broker.protocol import keys
 from broker.tokens.engine import TokenEngine
@@ -258,7 +258,7 @@ async def test_a_stream_past_the_limit_is_refused_and_one_more_opens_when_anothe
         route = routes.resolve("t0", "sfm")
         held = [asyncio.create_task(consume(hub, route, [])) for _ in range(3)]
         await until(lambda: hub.waiting() == 3)
-        with pytest.raises(RateLimitedError) as refused:
+        with pytest.raises(TooManyStreamsError) as refused:
             await consume(hub, route, [], wanted=1)
         assert refused.value.metadata == {"maxStreams": "3"}
         assert hub.refused == 1
@@ -360,7 +360,7 @@ async def test_a_stream_past_the_limit_gets_resource_exhausted_with_its_reason_a
             info = error_details_pb2.ErrorInfo()
             kinds["google.rpc.ErrorInfo"].Unpack(info)
             assert (info.reason, info.domain, dict(info.metadata)) == (
-                "RATE_LIMITED",
+                "TOO_MANY_STREAMS",
                 "broker.helseid",
                 {"maxStreams": "20"},
             )

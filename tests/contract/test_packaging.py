@@ -17,7 +17,7 @@ import devauthority
 from broker.demo import MISSING_EXTRA
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV_ONLY = frozenset({"devauthority", "aiohttp"})
+DEV_ONLY = frozenset({"devauthority"})
 
 
 def _project() -> dict[str, Any]:
@@ -49,15 +49,26 @@ def test_the_built_package_list_keeps_the_dev_authority_out_of_the_broker_packag
     assert Path(devauthority.__file__).parent.parent == broker_dir.parent
 
 
-def test_aiohttp_is_an_extra_not_a_runtime_dependency() -> None:
+def test_aiohttp_is_a_runtime_dependency_for_the_token_endpoint_only() -> None:
     project = _project()["project"]
     runtime = _names(project["dependencies"])
-    extras = {name: _names(requirements) for name, requirements in project["optional-dependencies"].items()}
-    print(f"runtime dependencies: {len(runtime)}, extras: {sorted(extras)}")
-    assert "aiohttp" not in runtime
-    assert "aiohttp" in extras["dev-authority"]
-    # The tests run the dev authority, so a fresh `pip install -e .[dev]` must bring it too.
-    assert "aiohttp" in extras["dev"]
+    print(f"runtime dependencies: {len(runtime)}")
+    assert "aiohttp" in runtime  # the token endpoint's transport (and so the dev authority's too)
+    importers = []
+    for module in sorted((ROOT / "broker").rglob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"), filename=str(module))
+        for node in ast.walk(tree):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
+            if any(name.split(".")[0] == "aiohttp" for name in names):
+                importers.append(module.relative_to(ROOT).as_posix())
+    print(f"broker modules importing aiohttp: {importers}")
+    assert importers == ["broker/idp/token_transport.py"]
 
 
 def test_only_the_embedded_defaults_import_the_dev_authority() -> None:
@@ -73,14 +84,14 @@ def test_only_the_embedded_defaults_import_the_dev_authority() -> None:
             else:
                 continue
             importers += [f"{module.relative_to(ROOT).as_posix()}: {root}" for root in roots & DEV_ONLY]
-    print(f"broker modules scanned: {len(modules)}, imports of the dev authority or aiohttp: {importers}")
+    print(f"broker modules scanned: {len(modules)}, imports of the dev authority: {importers}")
     assert importers == ["broker/demo.py: devauthority"]
 
 
-def test_embedded_defaults_without_the_extra_exit_with_one_line() -> None:
-    # aiohttp hidden as if `pip install .` ran without [dev-authority]; run as `python -m broker run`.
+def test_embedded_defaults_without_the_dev_authority_exit_with_one_line() -> None:
+    # The dev authority hidden, as in a repackaging without it; run as `python -m broker run`.
     hide_extra = (
-        "import runpy, sys; sys.modules['aiohttp'] = None; sys.argv = ['broker', 'run']; "
+        "import runpy, sys; sys.modules['devauthority'] = None; sys.argv = ['broker', 'run']; "
         "runpy.run_module('broker', run_name='__main__', alter_sys=True)"
     )
     result = subprocess.run(
@@ -95,5 +106,5 @@ def test_embedded_defaults_without_the_extra_exit_with_one_line() -> None:
     print(f"exit code {result.returncode}, stderr lines {len(lines)}: {lines}")
     assert result.returncode == 2
     assert lines == [MISSING_EXTRA]
-    assert "pip install '.[dev-authority]'" in MISSING_EXTRA
+    assert "pip install ." in MISSING_EXTRA
     assert "Traceback" not in result.stderr

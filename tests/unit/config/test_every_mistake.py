@@ -18,6 +18,7 @@ listen = "x"
 
 [server]
 workers = 0
+max_watch_streams = 0
 
 [store]
 kind = "etcd"
@@ -71,6 +72,7 @@ sessions = "yes"
 EXPECTED = [
     ("servr", "unknown section"),
     ("server.workers", "whole number from 1 to 64"),
+    ("server.max_watch_streams", "whole number from 1 to 1,000,000"),
     ("store.kind", "'memory' or 'redis'"),
     ("cache.refresh_fraction", "above 0 and at most 1"),
     ("limits.burst", "unknown field (allowed: sts_burst, sts_requests_per_caller_per_s)"),
