@@ -46,9 +46,12 @@ def build_dpop_proof(
     jti: str,
     nonce: str | None = None,
     access_token: str | None = None,
+    htu_is_normal: bool = False,
 ) -> str:
     """A DPoP proof (RFC 9449 §4.2) for one request. An empty `nonce` or `access_token` counts as absent
-    (proto3 strings have no null); `ath` is added when an access token is given (§4.2, for resource calls)."""
+    (proto3 strings have no null); `ath` is added when an access token is given (§4.2, for resource calls).
+    `htu_is_normal`: the caller already has `htu` from `normalize_htu` (checking it against the target's
+    URLs), so it is not normalised a second time on the hot path."""
     if not _METHOD.fullmatch(htm):
         raise InvalidRequestError("method", "must be an HTTP method such as GET or POST")
     if not jti:
@@ -56,7 +59,7 @@ def build_dpop_proof(
     claims: dict[str, Any] = {
         "jti": jti,
         "htm": htm.upper(),
-        "htu": normalize_htu(htu),
+        "htu": htu if htu_is_normal else normalize_htu(htu),
         "iat": numeric_date(now),
     }
     if nonce:

@@ -124,6 +124,7 @@ def headers_for(
         jti=secrets.token_urlsafe(16),
         nonce=nonce or None,
         access_token=token.value,
+        htu_is_normal=True,  # `htu` comes from check_request's normalisation
     )
     return RequestAuthorization(f"DPoP {token.value}", proof, token, extra)
 

@@ -70,6 +70,15 @@ def test_proof_carries_nonce_and_ath_when_both_are_given(es256_key: SigningKey) 
     assert claims["htu"] == "https://api.example/r"
 
 
+def test_a_normal_htu_given_as_such_is_signed_as_normalising_would_give_it(es256_key: SigningKey) -> None:
+    url = "HTTPS://API.Example:443/a/./b/../r?x=1#f"
+    normal = normalize_htu(url)
+    proof = build_dpop_proof(es256_key, htm="GET", htu=normal, now=NOW, jti="p-3", htu_is_normal=True)
+    _, claims = unverified(proof)
+    assert claims["htu"] == normal == "https://api.example/a/r"
+    verify_with_header_jwk(proof, "ES256")
+
+
 def test_proof_has_no_nonce_or_ath_when_they_are_empty(es256_key: SigningKey) -> None:
     proof = build_dpop_proof(
         es256_key, htm="GET", htu=TOKEN_ENDPOINT, now=NOW, jti="p", nonce="", access_token=""
