@@ -124,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
         "lowered if the dev authority cannot serve the warm-up at that rate)",
     )
     parser.add_argument(
+        "--steady",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="--many-tenants: the steady state's window (default: one refresh period, lifetime x 0.5)",
+    )
+    parser.add_argument(
         "--hsm",
         action="store_true",
         help="the client's assertion key in SoftHSM2 (the DPoP key in memory), to compare with a run without",

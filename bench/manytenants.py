@@ -69,6 +69,7 @@ class Plan:
     asked_budget: float
     refresh_fraction: float
     jitter_fraction: float
+    steady_s: float | None = None  # the steady state's window, when not one refresh period
 
     @property
     def renewals_per_s(self) -> float:
@@ -81,6 +82,8 @@ class Plan:
 
     @property
     def window_s(self) -> float:
+        if self.steady_s is not None:
+            return max(5.0, self.steady_s)
         return max(5.0, self.lifetime_s * self.refresh_fraction)
 
     @property
@@ -291,6 +294,7 @@ def run(args: argparse.Namespace, machine: dict[str, Any], *, duration: float, w
         asked,
         defaults.refresh_fraction,
         defaults.jitter_fraction,
+        args.steady,
     )
     print(
         f"machine: {machine['nproc']} cores (nproc), {machine['cpu']}, Python {machine['python']}", flush=True
@@ -326,6 +330,7 @@ def run(args: argparse.Namespace, machine: dict[str, Any], *, duration: float, w
             asked,
             plan.refresh_fraction,
             plan.jitter_fraction,
+            plan.steady_s,
         )
         _print_probe(probe, plan)
         if plan.budget != plan.asked_budget:
@@ -677,8 +682,9 @@ def _print_warmup(warm: dict[str, Any], plan: Plan) -> None:
 def _print_steady(steady: dict[str, Any], plan: Plan) -> None:
     print()
     print(
-        f"(b) steady state over {steady['seconds']:.0f} s after the warm-up (one refresh period, "
-        f"lifetime x refresh_fraction), the dev authority's counters sampled every second:"
+        f"(b) steady state over {steady['seconds']:.0f} s after the warm-up ("
+        + ("--steady" if plan.steady_s is not None else "one refresh period, lifetime x refresh_fraction")
+        + "), the dev authority's counters sampled every second:"
     )
     lines = [
         ["STS token requests/s", _f1(steady["requests_per_s"]), _f1(steady["expected_per_s"])],
