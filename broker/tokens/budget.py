@@ -40,16 +40,22 @@ class RequestBudget:
         """Returns a request's worth that was taken and not spent (the work was done elsewhere meanwhile)."""
         self._tokens = min(self._burst, self._tokens + 1)
 
-    async def take(self) -> bool:
-        """Takes one request's worth; True when it had to wait for it (the world may have moved on)."""
+    async def take(self, within: float | None = None) -> bool:
+        """Takes one request's worth; True when it had to wait for it (the world may have moved on).
+
+        `within`: the most seconds this caller may wait (a token about to run out). It goes then, and its
+        reservation stays: the callers behind it wait the longer, so the average rate still holds."""
         now = time.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
         self._stamp = now
         self._tokens -= 1
         if self._tokens >= 0:
             return False
+        wait = -self._tokens / self._rate
+        if within is not None:
+            wait = min(wait, max(0.0, within))
         try:
-            await asyncio.sleep(-self._tokens / self._rate)
+            await asyncio.sleep(wait)
         except asyncio.CancelledError:
             self._tokens += 1  # the reservation goes back: a cancelled refresh spends nothing
             raise

@@ -229,7 +229,7 @@ class TokenEngine:
             if background and self._budget is not None:
                 # Background work waits for the budget before it takes a lease, never while holding one
                 # (other replicas would wait for a lease that waits for the budget), then looks again.
-                waited = await self._budget.take()
+                waited = await self._budget.take(within=self._patience(entry))
                 if waited:
                     # Another replica's renewal may have come (with its notice) while this one queued.
                     current = self._memory.get(key)
@@ -252,6 +252,16 @@ class TokenEngine:
                 # fenced (put_if_holder) or not at all.
                 await self._store_call("write", self._store.put(key, entry.token, self._ttl(entry)))
             return entry
+
+    def _patience(self, entry: Entry | None) -> float | None:
+        """How long a renewal may wait for the budget: until shortly before its token stops being served
+        (the lease time, or a tenth of the servable life if longer, before it), so a queue behind the budget
+        never lets a warm token run out. None: no token yet (a warm-up waits its turn)."""
+        if entry is None:
+            return None
+        servable = entry.usable_until - entry.token.issued_at
+        margin = max(self._lease_ttl, servable / 10)
+        return max(0.0, (entry.usable_until - margin - self.clock()).total_seconds())
 
     async def _from_store(self, route: Route, min_remaining: timedelta, *, fresh: bool) -> Entry | None:
         if self._store is None:
