@@ -4,8 +4,9 @@ not themselves the limit?
 Two brokers run side by side on one dev authority and Redis, one with `workers = 1` and one with
 `workers = 2` (each its own configuration file and port, each worker with its own Prometheus endpoint). The
 GetBrokerInfo ceiling and the GetToken cache hit are driven against each by h2load (C), ghz (Go) and the
-bench's Python load generator, alternating in rounds; the round least disturbed by other processes is shown,
-and the ratio workers=2 / workers=1 of each RPC and generator is printed next to the goal of 1.7x.
+bench's Python load generator, alternating in rounds. Each RPC and generator is shown from the round in which
+other processes disturbed its pair of rows least, with the ratio workers=2 / workers=1 next to the goal of
+1.7x and what limited the row with 2 workers (the machine's cores, the generator's).
 
 Every row also reads the broker's own call counts per gRPC status and per worker (the workers' Prometheus
 endpoints, read before and after the row): h2load sees only HTTP statuses, and a gRPC error is an HTTP 200,
@@ -43,7 +44,6 @@ from bench.cores_generators import (
 )
 from bench.cores_report import (
     SATURATED,
-    BrokerCalls,
     Measured,
     broker_calls,
     pooled_scaling,
@@ -480,7 +480,7 @@ def _print_settings(
     )
 
 
-__all__ = ["Broker", "BrokerCalls", "main", "measure_rounds", "measure_row", "metered_broker"]
+__all__ = ["Broker", "main", "measure_rounds", "measure_row", "metered_broker"]
 
 if __name__ == "__main__":
     sys.exit(main())
