@@ -9,6 +9,8 @@ Keys of one cache key share a hash tag (`{...}`), so the Lua scripts stay valid 
     broker:v1:renewed               pub/sub channel: "<fencing> <cache key>\n<sealed token>" after each
                                     stored renewal: the other replicas install the token from the notice
                                     itself, with no read of their own
+    broker:v1:renewed:{<n>}         on Redis Cluster instead: 16 shard channels (sharded pub/sub, SPUBLISH),
+                                    n from the cache key, spread over the masters by their hash tags
 
 Every key has a TTL. Every Redis fault becomes a StoreUnavailableError (`redis_client.guarded`); the engine
 goes on without the store.
@@ -16,7 +18,9 @@ goes on without the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,28 +28,40 @@ from datetime import timedelta
 from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
+from broker.errors import StoreUnavailableError
 from broker.model import AccessToken
 from broker.store.codec import SealedCodec
 from broker.store.leases import WRITE_IF_HOLDER_GUARD, FencedLease, Lease, RedisLeases
 from broker.store.leases import milliseconds as _ms
-from broker.store.redis_client import ChannelListener, RedisAddress, connect, guarded, listener
+from broker.store.redis_client import (
+    ChannelListener,
+    RedisAddress,
+    ShardedListener,
+    connect,
+    guarded,
+    listener,
+    sharded_listener,
+)
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PREFIX = "broker:v1:"
 CHANNEL = PREFIX + "renewed"
+SHARD_CHANNELS = 16  # on a cluster: enough to spread over the masters, few enough to listen to all
 NONCE_TTL = timedelta(minutes=10)
 
 # KEYS: lease, token. ARGV: fencing, sealed value, ttl ms, channel, notice head. Compare-and-set on the
-# fencing. The notice carries the sealed token after its head line, sent to Redis once.
+# fencing. The notice carries the sealed token after its head line, sent to Redis once. An empty channel:
+# the caller publishes on a shard channel itself (a script may only SPUBLISH to its own keys' slot).
 _PUT_IF_HOLDER = (
     WRITE_IF_HOLDER_GUARD
     + """
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. ARGV[2])
+if ARGV[4] ~= '' then redis.call('PUBLISH', ARGV[4], ARGV[5] .. '\\n' .. ARGV[2]) end
 return 1
 """
 )
@@ -60,6 +76,15 @@ class LeaseAttempt:
 RenewalCallback = Callable[[str, AccessToken | None], None]
 
 
+def shard_channel(cache_key: str) -> str:
+    """The shard channel of a key's renewal notices on a cluster."""
+    return shard_channel_of(zlib.crc32(cache_key.encode()) % SHARD_CHANNELS)
+
+
+def shard_channel_of(index: int) -> str:
+    return f"{CHANNEL}:{{{index}}}"
+
+
 def _tag(cache_key: str, kind: str) -> str:
     return f"{PREFIX}{{{cache_key}}}:{kind}"
 
@@ -68,16 +93,21 @@ class RedisTokenStore:
     """TokenStore, Coordinator and SharedNonces on one Redis (or Sentinel/Cluster through redis-py)."""
 
     def __init__(
-        self, client: aioredis.Redis, codec: SealedCodec, listener: aioredis.Redis | None = None
+        self,
+        client: aioredis.Redis,
+        codec: SealedCodec,
+        listener: aioredis.Redis | None = None,
+        sharded: RedisCluster | None = None,
     ) -> None:
         self._redis = client
         self._listener_client = listener
+        self._sharded = sharded  # a cluster: notices on shard channels
         self._codec = codec
         self._leases = RedisLeases(client, _tag, self._call)
         self._put_if_holder = client.register_script(_PUT_IF_HOLDER)
         self._callbacks: list[RenewalCallback] = []
         self._own_writes: deque[bytes] = deque(maxlen=256)
-        self._listener: ChannelListener | None = None
+        self._listener: ChannelListener | ShardedListener | None = None
 
     @classmethod
     def from_url(
@@ -85,7 +115,7 @@ class RedisTokenStore:
     ) -> RedisTokenStore:
         seconds = timeout.total_seconds()
         client = connect(url, timeout)
-        return cls(client, SealedCodec(key), listener(url, seconds))
+        return cls(client, SealedCodec(key), listener(url, seconds), sharded_listener(url, seconds))
 
     # --- tokens -----------------------------------------------------------------------------------------
 
@@ -117,14 +147,16 @@ class RedisTokenStore:
         message = f"{lease.fencing} {lease.key}"
         self._own_writes.append(message.encode())
         keys = [self._leases.lease_key(lease.key), _tag(lease.key, "tok")]
-        args: list[bytes | str | int] = [
-            lease.fencing,
-            self._codec.seal(lease.key, token),
-            _ms(ttl),
-            CHANNEL,
-            message,
-        ]
-        return bool(await self._call("write", self._put_if_holder(keys=keys, args=args)))
+        sealed = self._codec.seal(lease.key, token)
+        channel = "" if self._sharded is not None else CHANNEL
+        args: list[bytes | str | int] = [lease.fencing, sealed, _ms(ttl), channel, message]
+        written = bool(await self._call("write", self._put_if_holder(keys=keys, args=args)))
+        if written and self._sharded is not None:
+            # The token is stored either way: without the notice the others find it at their own instant.
+            with contextlib.suppress(StoreUnavailableError):
+                notice = message.encode() + b"\n" + sealed
+                await self._call("notice", self._redis.spublish(shard_channel(lease.key), notice))
+        return written
 
     async def release(self, lease: Lease) -> None:
         await self._leases.release(lease)
@@ -134,7 +166,12 @@ class RedisTokenStore:
 
     def on_renewal(self, callback: RenewalCallback) -> None:
         self._callbacks.append(callback)
-        if self._listener is None and self._listener_client is not None:
+        if self._listener is not None:
+            return
+        if self._sharded is not None:
+            channels = [shard_channel_of(index) for index in range(SHARD_CHANNELS)]
+            self._listener = ShardedListener(self._sharded, channels, self._deliver)
+        elif self._listener_client is not None:
             self._listener = ChannelListener(self._listener_client, CHANNEL, self._deliver)
 
     # --- nonces -----------------------------------------------------------------------------------------
@@ -168,3 +205,5 @@ class RedisTokenStore:
         await self._redis.aclose()
         if self._listener_client is not None:
             await self._listener_client.aclose()
+        if self._sharded is not None:
+            await self._sharded.aclose()

@@ -11,7 +11,8 @@ using it. Retries stay few: they must not turn a real outage into a long wait fo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar, cast
@@ -22,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from broker.errors import StoreUnavailableError
@@ -110,7 +111,7 @@ async def guarded(operation: str, call: Awaitable[T]) -> T:
     redis-py's messages can carry addresses, and values never belong in an error)."""
     try:
         return await call
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:  # a slot not covered is no RedisError
         raise StoreUnavailableError(f"redis {operation} failed: {type(exc).__name__}") from exc
 
 
@@ -185,3 +186,56 @@ class ChannelListener:
         self._closing = True
         self._task.cancel()
         await asyncio.wait({self._task}, timeout=2)
+
+
+def sharded_listener(where: str | RedisAddress, timeout_s: float) -> RedisCluster | None:
+    """A cluster client for sharded pub/sub (SSUBSCRIBE), or None where the address is not a cluster."""
+    address = address_of(where)
+    if not address.nodes:
+        return None
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in address.nodes],
+        socket_connect_timeout=timeout_s,
+    )
+
+
+class ShardedListener:
+    """Delivers the messages of Redis Cluster shard channels (sharded pub/sub), as bytes, until closed: one
+    task per channel, each subscribed on the node that owns the channel's slot, so a notice travels to that
+    node only instead of over the whole cluster's bus. After a fault (a failover, a moved slot) a task
+    subscribes again with back-off (0.1 s doubling to 5 s)."""
+
+    def __init__(
+        self, cluster: RedisCluster, channels: Sequence[str], deliver: Callable[[bytes], None]
+    ) -> None:
+        self._cluster = cluster
+        self._deliver = deliver
+        self._closing = False
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen(channel)) for channel in channels]
+
+    async def _listen(self, channel: str) -> None:
+        pause = 0.1
+        while not self._closing:
+            pubsub = self._cluster.pubsub()
+            try:
+                await self._cluster.initialize()  # the slots' owners: without them no channel has a node
+                await pubsub.ssubscribe(channel)
+                pause = 0.1
+                while not self._closing:
+                    message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") in (b"smessage", "smessage"):
+                        data = message.get("data")
+                        self._deliver(data if isinstance(data, bytes) else str(data).encode())
+            except (RedisError, RedisClusterException, OSError):  # a slot not covered is not a RedisError
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.wait(self._tasks, timeout=2)

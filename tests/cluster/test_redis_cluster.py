@@ -10,12 +10,17 @@ import asyncio
 import base64
 import os
 import re
+import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 
+from broker.model import AccessToken, TokenType
 from broker.protocol import keys
+from broker.store.redis import CHANNEL, RedisTokenStore, shard_channel
+from broker.store.redis_client import RedisAddress
 from broker.v1 import admin_service_pb2 as admin
 from broker.v1 import admin_service_pb2_grpc as admin_grpc
 from tests.fixtures.cluster import Replica, start_replica, wait_serving, write_cluster_config
@@ -92,3 +97,57 @@ def test_two_replicas_on_a_three_master_cluster_share_tokens_notices_and_tenants
 
 async def _all_serving(started: list[Replica]) -> None:
     await asyncio.gather(*(wait_serving(replica.address) for replica in started))
+
+
+def test_renewal_notices_travel_on_shard_channels_to_the_other_replica_with_their_tokens(
+    tmp_path: Path,
+) -> None:
+    with redis_cluster(tmp_path / "redis") as cluster:
+        address = RedisAddress(nodes=tuple(("127.0.0.1", node.port) for node in cluster.nodes))
+        key = os.urandom(32)
+        heard: dict[str, AccessToken | None] = {}
+        counts: dict[int, int] = {}
+
+        async def scenario() -> None:
+            renewing = RedisTokenStore.from_url(address, key)
+            other = RedisTokenStore.from_url(address, key)
+            try:
+                other.on_renewal(heard.__setitem__)
+                await asyncio.sleep(1.0)  # every shard channel subscribed on its node
+                counts.update({node.port: _numsub(node.port) for node in cluster.nodes})
+                now = datetime.now(UTC)
+                for index in range(48):
+                    cache_key = f"v1:shard-test-{index}"
+                    attempt = await renewing.try_lease(cache_key, timedelta(seconds=10))
+                    assert attempt.lease is not None
+                    token = AccessToken(f"token-{index}", TokenType.DPOP, now, now + timedelta(minutes=5))
+                    assert await renewing.put_if_holder(attempt.lease, token, timedelta(minutes=4))
+                for _ in range(100):
+                    if len(heard) == 48:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                await renewing.close()
+                await other.close()
+
+        asyncio.run(scenario())
+    tokens = {cache_key: None if token is None else token.value for cache_key, token in heard.items()}
+    channels = {shard_channel(f"v1:shard-test-{index}") for index in range(48)}
+    print(
+        f"notices heard: {len(heard)} of 48, on {len(channels)} shard channels; plain subscribers: {counts}"
+    )
+    assert tokens == {f"v1:shard-test-{index}": f"token-{index}" for index in range(48)}
+    assert len(channels) > 8  # spread over the shard channels, and so over the masters
+    assert set(counts.values()) == {0}  # nobody listens on the plain channel, which a cluster broadcasts
+
+
+def _numsub(port: int) -> int:
+    """Subscribers of the plain renewal channel on one node (none: notices go on shard channels)."""
+    answer = subprocess.run(
+        ["redis-cli", "-p", str(port), "PUBSUB", "NUMSUB", CHANNEL],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return int(answer.stdout.split()[-1])
