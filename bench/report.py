@@ -10,7 +10,8 @@ from typing import Any
 from bench.stats import Row
 
 # Hits over the ceiling's throughput that the issue asks for on the 2-core machine.
-TARGET_RATIOS = {"get_token": 0.8, "authorize": 0.5}
+# The goals on 2 cores: GetToken from the first benchmark issue, AuthorizeRequest from issue 12 (0.5 before).
+TARGET_RATIOS = {"get_token": 0.8, "authorize": 0.85}
 
 
 def _ms(value: float | None) -> str:
@@ -79,7 +80,7 @@ def ratio_lines(rows: Sequence[Row]) -> list[str]:
     lines = []
     for key, value in ratios(rows).items():
         shown = "-" if value is None else f"{value:.2f}"
-        lines.append(f"{names[key]}: {shown}   (issue's target on 2 cores: >= {TARGET_RATIOS[key]:.1f})")
+        lines.append(f"{names[key]}: {shown}   (goal on 2 cores: >= {TARGET_RATIOS[key]:.2f})")
     return lines
 
 

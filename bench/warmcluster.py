@@ -206,7 +206,7 @@ def report_lines(result: ClusterResult) -> list[str]:
     shown = report.ratio(result.rows, "get_token")
     lines.append(
         f"cluster GetToken hits / ceiling: {_f(shown)}   "
-        f"(issue's target on 2 cores: >= {report.TARGET_RATIOS['get_token']:.1f})"
+        f"(goal on 2 cores: >= {report.TARGET_RATIOS['get_token']:.2f})"
     )
     if len(result.rounds) > 1:
         lines.append(
