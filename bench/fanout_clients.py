@@ -25,6 +25,8 @@ from typing import Any
 
 import grpc
 
+from bench.procs import close_workers
+
 WATCH_METHOD = "/broker.v1.TokenBrokerService/WatchToken"
 GET_TOKEN_METHOD = "/broker.v1.TokenBrokerService/GetToken"  # noqa: S105 - a method name
 _CALL_TIMEOUT_S = 10.0
@@ -325,16 +327,7 @@ class WatcherPool:
         return self._ask("close", None, "closed", timeout)
 
     def close(self) -> None:
-        for connection in self._connections:
-            with contextlib.suppress(OSError):
-                connection.send(("exit", None))
-        for process in self._processes:
-            process.join(timeout=15)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-        for connection in self._connections:
-            connection.close()
+        close_workers(self._connections, self._processes, ("exit", None), grace=15)
 
     def __enter__(self) -> WatcherPool:
         return self

@@ -17,7 +17,6 @@ window count; their number over the window's length is the throughput.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import multiprocessing
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import grpc
 import httpx
 
+from bench.procs import close_workers
 from bench.stats import Sample
 from broker.app import clock
 from broker.config import load_config
@@ -289,16 +289,7 @@ class ClientPool:
         return message
 
     def close(self) -> None:
-        for connection in self._connections:
-            with contextlib.suppress(OSError):
-                connection.send(None)
-        for process in self._processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=5)
-        for connection in self._connections:
-            connection.close()
+        close_workers(self._connections, self._processes, None, grace=10)
 
     def __enter__(self) -> ClientPool:
         return self

@@ -15,7 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 # The repository root: the child processes run `python -m broker...` from there.
@@ -159,3 +162,20 @@ def start_dev_authority(
         stop_process(process)
         raise SetupError(f"the dev authority printed no issuer line: {line[:200]!r}") from exc
     return DevAuthority(issuer, process)
+
+
+def close_workers(
+    connections: Sequence[Connection], processes: Sequence[BaseProcess], farewell: object, *, grace: float
+) -> None:
+    """Tells each worker process to end (`farewell` on its pipe), waits `grace` for each, terminates one
+    that is still alive, and closes the pipes."""
+    for connection in connections:
+        with contextlib.suppress(OSError):
+            connection.send(farewell)
+    for process in processes:
+        process.join(timeout=grace)
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+    for connection in connections:
+        connection.close()

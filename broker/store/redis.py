@@ -115,7 +115,9 @@ class RedisTokenStore:
     ) -> RedisTokenStore:
         seconds = timeout.total_seconds()
         client = connect(url, timeout)
-        return cls(client, SealedCodec(key), listener(url, seconds), sharded_listener(url, seconds))
+        sharded = sharded_listener(url, seconds)  # a cluster's renewal notices: shard channels only
+        plain = listener(url, seconds) if sharded is None else None
+        return cls(client, SealedCodec(key), plain, sharded)
 
     # --- tokens -----------------------------------------------------------------------------------------
 

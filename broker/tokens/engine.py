@@ -236,8 +236,7 @@ class TokenEngine:
                     if current is not None and self._good(current, min_remaining, fresh=fresh):
                         self._budget.give_back()
                         return current
-                if waited and not renewal:
-                    stored = await self._from_store(route, min_remaining, fresh=fresh)
+                    stored = None if renewal else await self._from_store(route, min_remaining, fresh=fresh)
                     if stored is not None:
                         return stored
             if self._coordinator is not None:
